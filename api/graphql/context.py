@@ -1,0 +1,31 @@
+"""The per-request GraphQL context: database access, limits and loaders."""
+
+from __future__ import annotations
+
+import uuid
+
+from strawberry.fastapi import BaseContext
+from strawberry.types import Info as StrawberryInfo
+
+from api.db import Connector
+from api.graphql.loaders import Loaders
+from api.store.inputs import Limits
+
+
+class RequestContext(BaseContext):
+    """What every resolver can reach through `info.context`.
+
+    `db.read()` gives a short-lived connection (one per loader batch, so sibling
+    resolvers never share one); `db.transaction()` is the one transaction of a
+    mutation, committed when the resolver returns and rolled back on any error.
+    """
+
+    def __init__(self, db: Connector, limits: Limits, request_id: str | None = None) -> None:
+        super().__init__()
+        self.db = db
+        self.limits = limits
+        self.request_id = request_id or uuid.uuid4().hex[:16]
+        self.loaders = Loaders(db)
+
+
+Info = StrawberryInfo[RequestContext, None]

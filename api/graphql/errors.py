@@ -1,0 +1,57 @@
+"""The one place where errors become GraphQL errors with `extensions.code`.
+
+- CtxgraphError (raised by the data layer) -> its code and message.
+- Errors GraphQL itself reports (syntax, unknown fields, wrong variable
+  types) are the client's -> BAD_USER_INPUT.
+- Anything else is a bug: logged with the request id, and masked as
+  INTERNAL_SERVER_ERROR so no internals reach the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from api.errors import CtxgraphError
+
+log = logging.getLogger("ctxgraph.errors")
+
+INTERNAL = "INTERNAL_SERVER_ERROR"
+
+
+def coded(error: GraphQLError, request_id: str | None) -> GraphQLError:
+    original = error.original_error
+    if isinstance(original, CtxgraphError):
+        code, message = original.code, original.message
+    elif original is None or isinstance(original, GraphQLError):
+        code, message = "BAD_USER_INPUT", error.message
+    else:
+        log.error("unexpected error (request %s) at %s", request_id, error.path, exc_info=original)
+        code = INTERNAL
+        message = "Internal server error" + (f" (request id {request_id})." if request_id else ".")
+    extensions = dict(error.extensions or {})
+    extensions["code"] = code
+    if code == INTERNAL and request_id:
+        extensions["requestId"] = request_id
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions=extensions,
+    )
+
+
+class ErrorCodes(SchemaExtension):
+    """Give every error a code; mask unexpected ones."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and result.errors:
+            request_id = getattr(self.execution_context.context, "request_id", None)
+            result.errors = [coded(e, request_id) for e in result.errors]

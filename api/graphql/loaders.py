@@ -1,0 +1,91 @@
+"""Per-request DataLoaders: every list or relation field is batched into one statement.
+
+Keys that carry arguments (a page request, a filter) are grouped by those
+arguments, so `contexts { messages(last: 5) }` over 50 contexts is one
+history statement, not 50.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+from strawberry.dataloader import DataLoader
+
+from api.db import Connector
+from api.store import contexts, history, messages, tree
+
+A = TypeVar("A", bound=Hashable)
+V = TypeVar("V")
+
+Batch = Callable[[AsyncConnection, Sequence[uuid.UUID], A], Awaitable[dict[uuid.UUID, V]]]
+
+
+class Loaders:
+    """The DataLoaders of one request. Each batch uses its own short-lived connection,
+    so sibling resolvers never share one concurrently."""
+
+    def __init__(self, connector: Connector) -> None:
+        self._connector = connector
+        self.context = DataLoader[uuid.UUID, Row[Any] | None](self._by_id(contexts.contexts_by_ids))
+        self.message = DataLoader[uuid.UUID, Row[Any] | None](self._by_id(messages.messages_by_ids))
+        self.ancestors = DataLoader[uuid.UUID, list[Row[Any]]](self._batched(tree.ancestors))
+        self.forks_at = DataLoader[tuple[uuid.UUID, int], list[Row[Any]]](self._forks_at)
+        self.history_page = DataLoader[
+            tuple[uuid.UUID, history.HistoryPageRequest], history.HistoryPage
+        ](self._grouped(history.history_pages))
+        self.history_count = DataLoader[tuple[uuid.UUID, history.HistoryFilter], int](
+            self._grouped(history.history_counts)
+        )
+        self.tree_page = DataLoader[tuple[uuid.UUID, tree.TreePageRequest], tree.TreePage](
+            self._grouped(tree.tree_pages)
+        )
+        self.tree_count = DataLoader[tuple[uuid.UUID, tree.TreeQuery], int](
+            self._grouped(tree.tree_counts)
+        )
+
+    def _by_id(
+        self, fetch: Callable[[AsyncConnection, Sequence[uuid.UUID]], Awaitable[dict[uuid.UUID, V]]]
+    ) -> Callable[[list[uuid.UUID]], Awaitable[list[V | None]]]:
+        async def load(ids: list[uuid.UUID]) -> list[V | None]:
+            async with self._connector.read() as conn:
+                found = await fetch(conn, ids)
+            return [found.get(i) for i in ids]
+
+        return load
+
+    def _batched(
+        self, fetch: Callable[[AsyncConnection, Sequence[uuid.UUID]], Awaitable[dict[uuid.UUID, V]]]
+    ) -> Callable[[list[uuid.UUID]], Awaitable[list[V]]]:
+        async def load(ids: list[uuid.UUID]) -> list[V]:
+            async with self._connector.read() as conn:
+                found = await fetch(conn, ids)
+            return [found[i] for i in ids]
+
+        return load
+
+    def _grouped(
+        self, fetch: Batch[A, V]
+    ) -> Callable[[list[tuple[uuid.UUID, A]]], Awaitable[list[V]]]:
+        async def load(keys: list[tuple[uuid.UUID, A]]) -> list[V]:
+            groups: dict[A, list[uuid.UUID]] = defaultdict(list)
+            for cid, args in keys:
+                if cid not in groups[args]:
+                    groups[args].append(cid)
+            results: dict[tuple[uuid.UUID, A], V] = {}
+            async with self._connector.read() as conn:
+                for args, ids in groups.items():
+                    found = await fetch(conn, ids, args)
+                    results.update({(cid, args): found[cid] for cid in ids})
+            return [results[k] for k in keys]
+
+        return load
+
+    async def _forks_at(self, keys: list[tuple[uuid.UUID, int]]) -> list[list[Row[Any]]]:
+        async with self._connector.read() as conn:
+            found = await tree.forks_at(conn, keys)
+        return [found[k] for k in keys]

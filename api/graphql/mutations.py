@@ -1,0 +1,148 @@
+"""Root mutation fields. Each runs in one transaction: all of it happens, or none."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from api.graphql.context import Info
+from api.graphql.inputs import MessageInput, to_new_messages
+from api.graphql.types import Context, Message
+from api.store import contexts as contexts_store
+from api.store import messages as messages_store
+from api.store.inputs import check_embedding, check_metadata, check_name, check_version, parse_id
+
+
+@strawberry.type(description="The result of appendMessages.")
+class AppendMessagesPayload:
+    messages: list[Message] = strawberry.field(
+        description="The appended messages, in version order."
+    )
+    _context_id: strawberry.Private[Any]
+
+    @strawberry.field(description="The context after the append.")
+    async def context(self, info: Info) -> Context:
+        return await info.context.loaders.context.load(self._context_id)  # type: ignore[no-any-return]
+
+
+@strawberry.type(description="Create, change, fork and delete contexts and messages.")
+class Mutation:
+    @strawberry.mutation(
+        description="Create a root context, optionally with its first messages (versions 1..n)."
+    )
+    async def create_context(
+        self,
+        info: Info,
+        name: Annotated[str | None, strawberry.argument(description="A display name.")] = None,
+        metadata: Annotated[
+            JSON | None,
+            strawberry.argument(description="A JSON object owned by the client; {} when omitted."),
+        ] = None,
+        messages: Annotated[
+            list[MessageInput] | None, strawberry.argument(description="The first messages.")
+        ] = None,
+    ) -> Context:
+        limits = info.context.limits
+        new = to_new_messages(messages or [], limits, allow_empty=True)
+        meta = {} if metadata is None else check_metadata(metadata, limits)
+        async with info.context.db.transaction() as conn:
+            return await contexts_store.create_context(  # type: ignore[return-value]
+                conn, check_name(name, limits), meta, new
+            )
+
+    @strawberry.mutation(description="Set or clear (null) the name of a context.")
+    async def rename_context(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        name: Annotated[
+            str | None, strawberry.argument(description="The new name, or null.")
+        ] = None,
+    ) -> Context:
+        key, checked = parse_id(id), check_name(name, info.context.limits)
+        async with info.context.db.transaction() as conn:
+            return await contexts_store.update_context(conn, key, name=checked)  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Replace the metadata object.")
+    async def set_context_metadata(self, info: Info, id: strawberry.ID, metadata: JSON) -> Context:
+        key, meta = parse_id(id), check_metadata(metadata, info.context.limits)
+        async with info.context.db.transaction() as conn:
+            return await contexts_store.update_context(conn, key, metadata=meta)  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Soft delete. Forks of it keep working.")
+    async def delete_context(self, info: Info, id: strawberry.ID) -> Context:
+        key = parse_id(id)
+        async with info.context.db.transaction() as conn:
+            return await contexts_store.set_deleted(conn, key, True)  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Undo deleteContext.")
+    async def restore_context(self, info: Info, id: strawberry.ID) -> Context:
+        key = parse_id(id)
+        async with info.context.db.transaction() as conn:
+            return await contexts_store.set_deleted(conn, key, False)  # type: ignore[return-value]
+
+    @strawberry.mutation(
+        description="Append atomically: all messages or none. With expectedVersion, fails with "
+        "VERSION_CONFLICT unless the context's latestVersion equals it."
+    )
+    async def append_messages(
+        self,
+        info: Info,
+        context_id: strawberry.ID,
+        messages: list[MessageInput],
+        expected_version: Annotated[
+            int | None,
+            strawberry.argument(
+                description="Optimistic concurrency: the latestVersion you last saw."
+            ),
+        ] = None,
+    ) -> AppendMessagesPayload:
+        key = parse_id(context_id, "contextId")
+        new = to_new_messages(messages, info.context.limits)
+        check_version(expected_version, "expectedVersion")
+        async with info.context.db.transaction() as conn:
+            rows = await messages_store.append_messages(conn, key, new, expected_version)
+        return AppendMessagesPayload(messages=rows, _context_id=key)  # type: ignore[arg-type]
+
+    @strawberry.mutation(
+        description="Fork in O(1): the new context shares the history up to atVersion (default: "
+        "the latest) without copying it. It takes the parent's metadata unless metadata is given."
+    )
+    async def fork_context(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        at_version: Annotated[
+            int | None,
+            strawberry.argument(description="Version of the parent to fork at (0..latestVersion)."),
+        ] = None,
+        name: Annotated[str | None, strawberry.argument(description="Name of the fork.")] = None,
+        metadata: Annotated[
+            JSON | None,
+            strawberry.argument(description="Metadata of the fork (default: the parent's)."),
+        ] = None,
+    ) -> Context:
+        limits = info.context.limits
+        key = parse_id(id)
+        check_version(at_version, "atVersion")
+        meta = None if metadata is None else check_metadata(metadata, limits)
+        async with info.context.db.transaction() as conn:
+            return await contexts_store.fork_context(  # type: ignore[return-value]
+                conn, key, at_version, check_name(name, limits), meta
+            )
+
+    @strawberry.mutation(description="Soft delete one message of the context that owns it.")
+    async def delete_message(self, info: Info, id: strawberry.ID) -> Message:
+        key = parse_id(id)
+        async with info.context.db.transaction() as conn:
+            return await messages_store.delete_message(conn, key)  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Store (or replace) a message's embedding.")
+    async def set_message_embedding(
+        self, info: Info, id: strawberry.ID, embedding: list[float]
+    ) -> Message:
+        key, vector = parse_id(id), check_embedding(embedding)
+        async with info.context.db.transaction() as conn:
+            return await messages_store.set_embedding(conn, key, vector)  # type: ignore[return-value]

@@ -1,0 +1,188 @@
+"""Root query fields."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import strawberry
+
+from api.errors import BadUserInput
+from api.graphql.context import Info
+from api.graphql.enums import ContextOrderField, MessageRole, OrderDirection, SearchScope
+from api.graphql.inputs import ContextFilter, ContextOrder
+from api.graphql.types import Context, ContextConnection, Message, MessageMatch, Node, page_info
+from api.store import contexts as store
+from api.store import pagination
+from api.store.inputs import check_metadata, check_text, parse_id
+
+CONTEXT_LIST_CURSOR = "c"
+
+
+def _list_cursor(field: store.OrderField) -> Any:
+    def cursor(row: Any) -> str:
+        return pagination.encode_cursor(
+            CONTEXT_LIST_CURSOR, field, store.sort_value(row, field), str(row.id)
+        )
+
+    return cursor
+
+
+def _decode_list_cursor(
+    cursor: str | None, field: store.OrderField, argument: str
+) -> tuple[Any, uuid.UUID] | None:
+    if cursor is None:
+        return None
+    values = pagination.decode_cursor(cursor, CONTEXT_LIST_CURSOR, argument)
+    if len(values) != 3 or values[0] != field:
+        raise BadUserInput(
+            f"`{argument}` was made for another ordering; use cursors from a listing with the "
+            "same orderBy."
+        )
+    try:
+        return values[1], uuid.UUID(values[2])
+    except (ValueError, TypeError, AttributeError):
+        raise BadUserInput(f"`{argument}` is not a cursor of this list.") from None
+
+
+def _list_filter(f: ContextFilter | None, info: Info) -> store.ContextListFilter:
+    if f is None:
+        return store.ContextListFilter()
+    return store.ContextListFilter(
+        name_contains=check_text(
+            f.name_contains, "filter.nameContains", info.context.limits.max_name_length
+        ),
+        roots_only=bool(f.roots_only),
+        parent_id=None if f.parent_id is None else parse_id(f.parent_id, "filter.parentId"),
+        metadata_contains=None
+        if f.metadata_contains is None
+        else check_metadata(f.metadata_contains, info.context.limits, "filter.metadataContains"),
+        include_deleted=bool(f.include_deleted),
+    )
+
+
+DEFAULT_ORDER = ContextOrder(field=ContextOrderField.UPDATED_AT, direction=OrderDirection.DESC)
+
+
+@strawberry.type(description="Read contexts, messages and search.")
+class Query:
+    @strawberry.field(description="Any object by its global id (a context or a message UUID).")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        key = parse_id(id)
+        context = await info.context.loaders.context.load(key)
+        if context is not None:
+            return context  # type: ignore[no-any-return]
+        return await info.context.loaders.message.load(key)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="A context by id (deleted ones too, with deletedAt set).")
+    async def context(self, info: Info, id: strawberry.ID) -> Context | None:
+        return await info.context.loaders.context.load(parse_id(id))  # type: ignore[no-any-return]
+
+    @strawberry.field(description="A message by id (deleted ones too, with deletedAt set).")
+    async def message(self, info: Info, id: strawberry.ID) -> Message | None:
+        return await info.context.loaders.message.load(parse_id(id))  # type: ignore[no-any-return]
+
+    @strawberry.field(description="Contexts, newest activity first by default.")
+    async def contexts(
+        self,
+        info: Info,
+        first: Annotated[
+            int | None, strawberry.argument(description="Page size from the start.")
+        ] = None,
+        after: Annotated[
+            str | None, strawberry.argument(description="Cursor to page forward from.")
+        ] = None,
+        last: Annotated[
+            int | None, strawberry.argument(description="Page size from the end.")
+        ] = None,
+        before: Annotated[
+            str | None, strawberry.argument(description="Cursor to page backward from.")
+        ] = None,
+        filter: Annotated[
+            ContextFilter | None, strawberry.argument(description="Which contexts.")
+        ] = None,
+        order_by: Annotated[
+            ContextOrder | None,
+            strawberry.argument(description="Order (a unique tie-break on id is always added)."),
+        ] = DEFAULT_ORDER,
+    ) -> ContextConnection:
+        limits = info.context.limits
+        window = pagination.page_window(
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            default_size=limits.default_page_size,
+            max_size=limits.max_page_size,
+        )
+        list_filter = _list_filter(filter, info)
+        order_by = order_by or DEFAULT_ORDER
+        field: store.OrderField = order_by.field.value
+        async with info.context.db.read() as conn:
+            rows, has_next, has_previous = await store.list_contexts(
+                conn,
+                list_filter,
+                field,
+                order_by.direction == OrderDirection.DESC,
+                window.size,
+                _decode_list_cursor(after, field, "after"),
+                _decode_list_cursor(before, field, "before"),
+                window.backward,
+            )
+
+        async def count() -> int:
+            async with info.context.db.read() as conn:
+                return await store.count_contexts(conn, list_filter)
+
+        cursor = _list_cursor(field)
+        return ContextConnection(
+            nodes=rows,  # type: ignore[arg-type]
+            page_info=page_info(rows, has_next, has_previous, cursor),
+            _cursor=cursor,
+            _count=count,
+        )
+
+    @strawberry.field(
+        description="Nearest messages by cosine distance, nearest first. Give exactly one of "
+        "embedding or text (text needs a configured embedding provider). contextId is required "
+        "for scopes CONTEXT and TREE. Deleted messages are never returned; in scopes TREE and "
+        "ALL neither are messages owned by deleted contexts."
+    )
+    async def similar_messages(
+        self,
+        info: Info,
+        embedding: Annotated[
+            list[float] | None,
+            strawberry.argument(description="The query vector (1536 finite numbers)."),
+        ] = None,
+        text: Annotated[
+            str | None,
+            strawberry.argument(description="Text to embed with the configured provider."),
+        ] = None,
+        first: Annotated[int | None, strawberry.argument(description="How many (1..100).")] = 10,
+        scope: Annotated[
+            SearchScope | None, strawberry.argument(description="Where to look.")
+        ] = SearchScope.ALL,
+        context_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="The context for scopes CONTEXT and TREE."),
+        ] = None,
+        roles: Annotated[
+            list[MessageRole] | None, strawberry.argument(description="Only these roles.")
+        ] = None,
+        max_distance: Annotated[
+            float | None, strawberry.argument(description="Only matches at most this far.")
+        ] = None,
+    ) -> list[MessageMatch]:
+        from api.graphql.search import similar_messages
+
+        return await similar_messages(
+            info,
+            embedding,
+            text,
+            first or 10,
+            scope or SearchScope.ALL,
+            context_id,
+            roles,
+            max_distance,
+        )

@@ -1,0 +1,39 @@
+"""The GraphQL schema, composed from the root types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+
+from api.graphql.errors import ErrorCodes
+from api.graphql.mutations import Mutation
+from api.graphql.queries import Query
+from api.graphql.subscriptions import Subscription
+
+
+class CtxgraphSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Errors are logged (unexpected ones only) by ErrorCodes; don't log client errors."""
+
+
+def build_schema(**extra: Any) -> strawberry.Schema:
+    return CtxgraphSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        # Factories: the LRU caches are module-level and shared across requests.
+        extensions=[
+            ErrorCodes,
+            lambda: ParserCache(maxsize=1024),
+            lambda: ValidationCache(maxsize=1024),
+        ],
+        config=StrawberryConfig(),
+        **extra,
+    )

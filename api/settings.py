@@ -1,0 +1,90 @@
+"""Configuration from the environment (and an optional `.env` file).
+
+Every variable is prefixed `CTXGRAPH_` except `DATABASE_URL`, the name every
+hosting platform already uses. `.env.example` documents each one.
+"""
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All tunables of a ctxgraph process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CTXGRAPH_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- database -----------------------------------------------------------
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "CTXGRAPH_DATABASE_URL"),
+        description="PostgreSQL URL (postgres://, postgresql:// or postgresql+asyncpg://). "
+        "Unset: an embedded PostgreSQL with pgvector runs in data_dir.",
+    )
+    database_direct_url: str | None = Field(
+        default=None,
+        description="A non-pooled URL for LISTEN/NOTIFY; defaults to DATABASE_URL.",
+    )
+    db_pooled: bool | None = Field(
+        default=None,
+        description="The URL goes through a transaction pooler (PgBouncer): turn asyncpg's "
+        "statement caches off. Unset: detected for Neon '-pooler' hosts.",
+    )
+    data_dir: Path = Field(
+        default=Path(".ctxgraph"), description="Where the embedded PostgreSQL keeps its data."
+    )
+    pool_size: int = Field(default=5, ge=1, description="Connections kept open per process.")
+    pool_max_overflow: int = Field(
+        default=5, ge=0, description="Extra connections opened under load, closed when idle."
+    )
+    pool_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for a free connection."
+    )
+    pool_recycle: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds after which a connection is replaced (serverless databases "
+        "drop idle ones).",
+    )
+    connect_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to wait when opening a connection."
+    )
+
+    # --- API limits -----------------------------------------------------------
+    default_page_size: int = Field(default=50, ge=1)
+    max_page_size: int = Field(default=500, ge=1)
+    max_name_length: int = Field(default=1_000, ge=1)
+    max_metadata_bytes: int = Field(default=16 * 1024, ge=2)
+    max_content_length: int = Field(default=1_000_000, ge=1)
+    max_messages_per_append: int = Field(default=1_000, ge=1)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_search_results: int = Field(default=100, ge=1)
+
+    log_level: str = Field(default="INFO")
+
+    @field_validator("database_url", "database_direct_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = urlsplit(value).scheme
+        if scheme not in {"postgres", "postgresql", "postgresql+asyncpg"}:
+            raise ValueError(
+                f"unsupported scheme {scheme!r}: use postgres://, postgresql:// "
+                "or postgresql+asyncpg://"
+            )
+        return value
+
+    @property
+    def pgdata_dir(self) -> Path:
+        """The embedded server's PostgreSQL data directory inside data_dir."""
+        return (self.data_dir / "pgdata").resolve()
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment now (not cached: tests override env)."""
+    return Settings()

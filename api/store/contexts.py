@@ -1,0 +1,277 @@
+"""Contexts: create, rename, metadata, soft delete/restore, fork, and the tree reads."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from api.errors import BadUserInput
+from api.store.guards import context_deleted, context_not_found, live_context_state
+from api.store.history import history_tail_totals
+from api.store.inputs import NewMessage
+from api.store.messages import insert_messages_sql, message_params
+from api.store.records import context_select_list, typed
+
+CTX = context_select_list("c")
+
+
+async def contexts_by_ids(
+    conn: AsyncConnection, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Row[Any]]:
+    """Context records by id (deleted ones included)."""
+    result = await conn.execute(
+        typed(f"SELECT {CTX} FROM contexts c WHERE c.id = ANY(:ids)", contexts=True),
+        {"ids": list(ids)},
+    )
+    return {row.id: row for row in result}
+
+
+async def create_context(
+    conn: AsyncConnection,
+    name: str | None,
+    metadata: dict[str, Any],
+    messages: Sequence[NewMessage],
+) -> Row[Any]:
+    """A new root context, with its first messages (versions 1..n) in the same statement."""
+    params: dict[str, Any] = {
+        "name": name,
+        "meta": json.dumps(metadata),
+        "n": len(messages),
+        "tokens": sum(m.token_count or 0 for m in messages),
+    }
+    insert_ctx = (
+        "INSERT INTO contexts AS c (name, metadata, latest_version, message_count, total_tokens)"
+        " VALUES (:name, CAST(:meta AS jsonb), CAST(:n AS bigint), CAST(:n AS int), :tokens)"
+        f" RETURNING {CTX}"
+    )
+    if not messages:
+        return (await conn.execute(typed(insert_ctx, contexts=True), params)).one()
+    params.update(message_params(messages))
+    sql = (
+        f"WITH created AS ({insert_ctx}),"
+        f" inserted AS ({insert_messages_sql('(SELECT id, 0 AS base_version FROM created)')})"
+        " SELECT * FROM created"
+    )
+    return (await conn.execute(typed(sql, contexts=True), params)).one()
+
+
+async def update_context(
+    conn: AsyncConnection,
+    context_id: uuid.UUID,
+    *,
+    name: str | None | Literal[False] = False,
+    metadata: dict[str, Any] | None = None,
+) -> Row[Any]:
+    """Rename and/or replace metadata of a live context (updatedAt moves)."""
+    sets = ["updated_at = now()"]
+    params: dict[str, Any] = {"id": context_id}
+    if name is not False:
+        sets.append("name = :name")
+        params["name"] = name
+    if metadata is not None:
+        sets.append("metadata = CAST(:meta AS jsonb)")
+        params["meta"] = json.dumps(metadata)
+    sql = (
+        f"UPDATE contexts AS c SET {', '.join(sets)}"
+        f" WHERE c.id = :id AND c.deleted_at IS NULL RETURNING {CTX}"
+    )
+    row = (await conn.execute(typed(sql, contexts=True), params)).one_or_none()
+    if row is None:
+        await live_context_state(conn, context_id)
+    assert row is not None
+    return row
+
+
+async def set_deleted(conn: AsyncConnection, context_id: uuid.UUID, deleted: bool) -> Row[Any]:
+    """Soft delete or restore; repeating either is a no-op that returns the context."""
+    if deleted:
+        change = "deleted_at = now(), updated_at = now() WHERE c.id = :id AND c.deleted_at IS NULL"
+    else:
+        change = (
+            "deleted_at = NULL, updated_at = now() WHERE c.id = :id AND c.deleted_at IS NOT NULL"
+        )
+    sql = f"UPDATE contexts AS c SET {change} RETURNING {CTX}"
+    row = (await conn.execute(typed(sql, contexts=True), {"id": context_id})).one_or_none()
+    if row is None:
+        row = (await contexts_by_ids(conn, [context_id])).get(context_id)
+        if row is None:
+            raise context_not_found(context_id)
+    return row
+
+
+async def fork_context(
+    conn: AsyncConnection,
+    parent_id: uuid.UUID,
+    at_version: int | None,
+    name: str | None,
+    metadata: dict[str, Any] | None,
+) -> Row[Any]:
+    """A fork of `parent_id` at a version: O(1) in history length, nothing copied.
+
+    The parent row is locked FOR SHARE first: appends to it and deletes of its
+    messages (which lock it for update) either finish before the fork reads the
+    counters or wait until it commits, and the fork's creation time is taken
+    after the lock, so its snapshot and its counters agree.
+    """
+    parent = (
+        await conn.execute(
+            sa.text(
+                "SELECT id, deleted_at, latest_version, message_count, total_tokens"
+                " FROM contexts WHERE id = :id FOR SHARE"
+            ),
+            {"id": parent_id},
+        )
+    ).one_or_none()
+    if parent is None:
+        raise context_not_found(parent_id)
+    if parent.deleted_at is not None:
+        raise context_deleted(parent_id)
+    version = parent.latest_version if at_version is None else at_version
+    if not 0 <= version <= parent.latest_version:
+        raise BadUserInput(
+            f"`atVersion` must be between 0 and the context's latestVersion "
+            f"{parent.latest_version} (got {version})."
+        )
+    count, tokens = parent.message_count, parent.total_tokens
+    if version < parent.latest_version:
+        tail_count, tail_tokens = await history_tail_totals(conn, parent_id, version)
+        count, tokens = count - tail_count, tokens - tail_tokens
+    sql = (
+        "INSERT INTO contexts AS c (name, metadata, parent_id, fork_version, latest_version,"
+        " message_count, total_tokens, created_at, updated_at)"
+        " SELECT :name, coalesce(CAST(:meta AS jsonb), p.metadata), p.id, :v, :v, :n, :tokens,"
+        " clock_timestamp(), clock_timestamp() FROM contexts p WHERE p.id = :pid"
+        f" RETURNING {CTX}"
+    )
+    params = {
+        "name": name,
+        "meta": None if metadata is None else json.dumps(metadata),
+        "pid": parent_id,
+        "v": version,
+        "n": count,
+        "tokens": tokens,
+    }
+    return (await conn.execute(typed(sql, contexts=True), params)).one()
+
+
+# --- listing -------------------------------------------------------------------
+
+OrderField = Literal["created_at", "updated_at", "name"]
+
+
+@dataclass(frozen=True, slots=True)
+class ContextListFilter:
+    name_contains: str | None = None
+    roots_only: bool = False
+    parent_id: uuid.UUID | None = None
+    metadata_contains: dict[str, Any] | None = None
+    include_deleted: bool = False
+
+
+# NAME sorts NULL names as '' so keyset comparisons never meet a NULL.
+_SORT_EXPR: dict[str, str] = {
+    "created_at": "c.created_at",
+    "updated_at": "c.updated_at",
+    "name": "coalesce(c.name, '')",
+}
+
+
+def _list_conditions(f: ContextListFilter, params: dict[str, Any]) -> list[str]:
+    conditions: list[str] = []
+    if not f.include_deleted:
+        conditions.append("c.deleted_at IS NULL")
+    if f.name_contains:
+        escaped = f.name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append("c.name ILIKE :name_pattern")
+        params["name_pattern"] = f"%{escaped}%"
+    if f.roots_only:
+        conditions.append("c.parent_id IS NULL")
+    if f.parent_id is not None:
+        conditions.append("c.parent_id = :parent_id")
+        params["parent_id"] = f.parent_id
+    if f.metadata_contains is not None:
+        conditions.append("c.metadata @> CAST(:meta_contains AS jsonb)")
+        params["meta_contains"] = json.dumps(f.metadata_contains)
+    return conditions
+
+
+def sort_value(row: Row[Any], field: OrderField) -> Any:
+    """The keyset value of a row for a cursor."""
+    if field == "name":
+        return row.name or ""
+    value: datetime = getattr(row, field)
+    return value.isoformat()
+
+
+def _keyset(
+    field: OrderField, name: str, cursor: tuple[Any, uuid.UUID], op: str, params: dict[str, Any]
+) -> str:
+    """`(sort key, id) <op> (cursor)`, binding the cursor's values."""
+    value, cid = cursor
+    params[f"{name}_v"] = value if field == "name" else datetime.fromisoformat(value)
+    params[f"{name}_id"] = cid
+    return f"({_SORT_EXPR[field]}, c.id) {op} (:{name}_v, :{name}_id)"
+
+
+async def list_contexts(
+    conn: AsyncConnection,
+    f: ContextListFilter,
+    field: OrderField,
+    descending: bool,
+    size: int,
+    after: tuple[Any, uuid.UUID] | None,
+    before: tuple[Any, uuid.UUID] | None,
+    backward: bool,
+) -> tuple[list[Row[Any]], bool, bool]:
+    """A keyset page of contexts: (rows in display order, has_next, has_previous)."""
+    params: dict[str, Any] = {"lim": size + 1}
+    conditions = _list_conditions(f, params)
+    # "later in display order" is a greater key when ascending, a smaller one when descending.
+    later, earlier = (">", "<") if not descending else ("<", ">")
+    page = list(conditions)
+    if after is not None:
+        page.append(_keyset(field, "after", after, later, params))
+    if before is not None:
+        page.append(_keyset(field, "before", before, earlier, params))
+    direction = "DESC" if descending != backward else "ASC"
+    where = f"WHERE {' AND '.join(page)}" if page else ""
+    sql = (
+        f"SELECT {CTX} FROM contexts c {where}"
+        f" ORDER BY {_SORT_EXPR[field]} {direction}, c.id {direction} LIMIT :lim"
+    )
+    rows = list(await conn.execute(typed(sql, contexts=True), params))
+    more = len(rows) > size
+    del rows[size:]
+    # Exact page info on the cursor's far side: is anything at or beyond the cursor?
+    beyond = False
+    probe_cursor = before if backward else after
+    if probe_cursor is not None:
+        probe_params: dict[str, Any] = {}
+        probe = _list_conditions(f, probe_params)
+        op = f"{later}=" if backward else f"{earlier}="
+        probe.append(_keyset(field, "probe", probe_cursor, op, probe_params))
+        sql = f"SELECT EXISTS (SELECT 1 FROM contexts c WHERE {' AND '.join(probe)})"
+        beyond = bool((await conn.execute(sa.text(sql), probe_params)).scalar_one())
+    if backward:
+        rows.reverse()
+        return rows, beyond, more
+    return rows, more, beyond
+
+
+async def count_contexts(conn: AsyncConnection, f: ContextListFilter) -> int:
+    params: dict[str, Any] = {}
+    conditions = _list_conditions(f, params)
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    return int(
+        (
+            await conn.execute(sa.text(f"SELECT count(*) FROM contexts c {where}"), params)
+        ).scalar_one()
+    )

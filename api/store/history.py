@@ -1,0 +1,200 @@
+"""Reading histories: the visible messages of contexts through their fork chains.
+
+A context's history is its own messages plus, for each ancestor A reached
+through the fork L that links the chain into A, A's messages with
+version <= the smallest fork version on the way down and not deleted before
+L was created (design.md, "snapshot rule"). Every read here is ONE statement
+whatever the fork depth: a recursive CTE walks up the chain (one row per
+segment) and a LATERAL keyset range scan on (context_id, version) reads each
+segment. Many contexts are read in the same statement (DataLoader batches),
+partitioned by the context asked for (`leaf`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from api.store.records import MESSAGE_COLUMNS, message_select_list, typed
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    """Which messages of a history to consider (Context.messages arguments)."""
+
+    from_version: int | None = None
+    to_version: int | None = None
+    roles: tuple[str, ...] | None = None
+    include_inherited: bool = True
+    include_deleted: bool = False
+
+    @property
+    def is_whole_history(self) -> bool:
+        """True when the filter selects exactly what the context's counters count."""
+        return (
+            self.from_version is None
+            and self.to_version is None
+            and self.roles is None
+            and self.include_inherited
+            and not self.include_deleted
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPageRequest:
+    filter: HistoryFilter
+    size: int
+    backward: bool
+    after_version: int | None = None
+    before_version: int | None = None
+
+
+@dataclass(slots=True)
+class HistoryPage:
+    """One page of a history, ascending by version, with exact page info."""
+
+    rows: list[Row[Any]]
+    has_next: bool
+    has_previous: bool
+
+
+def _chain_cte(include_inherited: bool) -> str:
+    """Segments of each leaf's history: owner, version cap and snapshot time.
+
+    `cap` is the smallest fork version between the leaf and the owner (PostgreSQL's
+    LEAST ignores NULLs); `snap` is the creation time of the fork that links
+    the chain into the owner (NULL for the leaf's own messages).
+    """
+    seed = (
+        "SELECT c.id AS leaf, c.id AS owner, c.parent_id, c.fork_version, c.created_at,"
+        " NULL::bigint AS cap, NULL::timestamptz AS snap"
+        " FROM contexts c WHERE c.id = ANY(:ids)"
+    )
+    if not include_inherited:
+        return f"chain AS ({seed})"
+    return (
+        f"chain AS ({seed}"
+        " UNION ALL"
+        " SELECT ch.leaf, p.id, p.parent_id, p.fork_version, p.created_at,"
+        " LEAST(ch.cap, ch.fork_version), ch.created_at"
+        " FROM chain ch JOIN contexts p ON p.id = ch.parent_id)"
+    )
+
+
+def _segment_conditions(f: HistoryFilter, params: dict[str, Any]) -> list[str]:
+    conditions = ["m.context_id = ch.owner", "(ch.cap IS NULL OR m.version <= ch.cap)"]
+    if not f.include_deleted:
+        # For own messages snap is NULL, so only undeleted ones pass.
+        conditions.append("(m.deleted_at IS NULL OR m.deleted_at > ch.snap)")
+    if f.from_version is not None:
+        conditions.append("m.version >= :from_version")
+        params["from_version"] = f.from_version
+    if f.to_version is not None:
+        conditions.append("m.version <= :to_version")
+        params["to_version"] = f.to_version
+    if f.roles is not None:
+        conditions.append("m.role = ANY(:roles)")
+        params["roles"] = list(f.roles)
+    return conditions
+
+
+_MESSAGE_NAMES = ", ".join(c.name for c in MESSAGE_COLUMNS) + ", has_embedding"
+
+
+async def history_pages(
+    conn: AsyncConnection, context_ids: Sequence[uuid.UUID], req: HistoryPageRequest
+) -> dict[uuid.UUID, HistoryPage]:
+    """One page of the history of each context, in one statement."""
+    params: dict[str, Any] = {"ids": list(context_ids), "lim": req.size + 1}
+    base = _segment_conditions(req.filter, params)
+    order = "DESC" if req.backward else "ASC"
+    page = list(base)
+    if req.after_version is not None:
+        page.append("m.version > :after_version")
+        params["after_version"] = req.after_version
+    if req.before_version is not None:
+        page.append("m.version < :before_version")
+        params["before_version"] = req.before_version
+    branches = [
+        "SELECT ch.leaf, false AS probe, m.* FROM chain ch CROSS JOIN LATERAL ("
+        f"SELECT {message_select_list('m')} FROM messages m WHERE {' AND '.join(page)}"
+        f" ORDER BY m.version {order} LIMIT :lim) m"
+    ]
+    # The cursor behind the page direction: is there anything on its other side?
+    probe_bound = (
+        "m.version >= :before_version"
+        if req.backward and req.before_version is not None
+        else "m.version <= :after_version"
+        if not req.backward and req.after_version is not None
+        else None
+    )
+    if probe_bound is not None:
+        branches.append(
+            "SELECT ch.leaf, true AS probe, m.* FROM chain ch CROSS JOIN LATERAL ("
+            f"SELECT {message_select_list('m')} FROM messages m"
+            f" WHERE {' AND '.join([*base, probe_bound])} LIMIT 1) m"
+        )
+    sign = -1 if req.backward else 1
+    sql = (
+        f"WITH RECURSIVE {_chain_cte(req.filter.include_inherited)} "
+        f"SELECT leaf, probe, {_MESSAGE_NAMES} FROM ("
+        " SELECT u.*, row_number() OVER (PARTITION BY u.leaf, u.probe"
+        f" ORDER BY u.version * {sign}) AS rn FROM ({' UNION ALL '.join(branches)}) u"
+        ") r WHERE rn <= :lim"
+    )
+    stmt = typed(sql, sa.column("leaf", sa.Uuid), sa.column("probe", sa.Boolean), messages=True)
+    result = await conn.execute(stmt, params)
+    pages = {cid: HistoryPage(rows=[], has_next=False, has_previous=False) for cid in context_ids}
+    probed: set[uuid.UUID] = set()
+    for row in result:
+        if row.probe:
+            probed.add(row.leaf)
+        else:
+            pages[row.leaf].rows.append(row)
+    for cid, p in pages.items():
+        more = len(p.rows) > req.size
+        del p.rows[req.size :]
+        if req.backward:
+            p.rows.reverse()
+            p.has_previous, p.has_next = more, cid in probed
+        else:
+            p.has_next, p.has_previous = more, cid in probed
+    return pages
+
+
+async def history_counts(
+    conn: AsyncConnection, context_ids: Sequence[uuid.UUID], f: HistoryFilter
+) -> dict[uuid.UUID, int]:
+    """How many messages of each history match the filter (totalCount), in one statement."""
+    params: dict[str, Any] = {"ids": list(context_ids)}
+    conditions = _segment_conditions(f, params)
+    sql = (
+        f"WITH RECURSIVE {_chain_cte(f.include_inherited)} "
+        "SELECT ch.leaf, count(*) AS n FROM chain ch JOIN messages m"
+        f" ON {' AND '.join(conditions)} GROUP BY ch.leaf"
+    )
+    result = await conn.execute(sa.text(sql), params)
+    counts = dict.fromkeys(context_ids, 0)
+    counts.update({row.leaf: row.n for row in result})
+    return counts
+
+
+async def history_tail_totals(
+    conn: AsyncConnection, context_id: uuid.UUID, after_version: int
+) -> tuple[int, int]:
+    """Count and token sum of the visible history above a version (fork counters)."""
+    params: dict[str, Any] = {"ids": [context_id], "after_version": after_version}
+    conditions = [*_segment_conditions(HistoryFilter(), params), "m.version > :after_version"]
+    sql = (
+        f"WITH RECURSIVE {_chain_cte(True)} "
+        "SELECT count(*) AS n, coalesce(sum(m.token_count), 0) AS tokens"
+        f" FROM chain ch JOIN messages m ON {' AND '.join(conditions)}"
+    )
+    row = (await conn.execute(sa.text(sql), params)).one()
+    return int(row.n), int(row.tokens)

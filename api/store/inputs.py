@@ -1,0 +1,171 @@
+"""Validation of client input before any SQL runs.
+
+Table models do not validate on construction, and PostgreSQL's own refusals
+(a NUL byte in text, a wrong vector size) would surface as internal errors,
+so every client-supplied value is checked here with a message that says how
+to fix it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from api.errors import BadUserInput
+from api.settings import Settings
+from models import EMBEDDING_DIMENSIONS, ROLES
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The input limits in force (from Settings)."""
+
+    max_name_length: int = 1_000
+    max_metadata_bytes: int = 16 * 1024
+    max_content_length: int = 1_000_000
+    max_messages_per_append: int = 1_000
+    default_page_size: int = 50
+    max_page_size: int = 500
+    max_search_results: int = 100
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            max_name_length=settings.max_name_length,
+            max_metadata_bytes=settings.max_metadata_bytes,
+            max_content_length=settings.max_content_length,
+            max_messages_per_append=settings.max_messages_per_append,
+            default_page_size=settings.default_page_size,
+            max_page_size=settings.max_page_size,
+            max_search_results=settings.max_search_results,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A validated message to append (role is the stored lowercase value)."""
+
+    role: str
+    content: str
+    id: uuid.UUID | None = None
+    tool_call_id: str | None = None
+    tool_name: str | None = None
+    token_count: int | None = None
+    model: str | None = None
+    embedding: list[float] | None = None
+
+
+def parse_id(value: str, argument: str = "id") -> uuid.UUID:
+    """A UUID from a GraphQL ID, or BAD_USER_INPUT (never a database error)."""
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, AttributeError, TypeError):
+        raise BadUserInput(
+            f"`{argument}` must be a UUID such as 123e4567-e89b-12d3-a456-426614174000 "
+            f"(got {str(value)[:60]!r})."
+        ) from None
+
+
+def check_text(
+    value: str | None, argument: str, max_length: int | None = None, setting: str | None = None
+) -> str | None:
+    """PostgreSQL text cannot hold NUL; enforce the length limit if any."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise BadUserInput(f"`{argument}` must not contain NUL (\\u0000) characters.")
+    if max_length is not None and len(value) > max_length:
+        raise BadUserInput(
+            f"`{argument}` is {len(value)} characters; the limit is {max_length}"
+            + (f" (setting {setting})." if setting else ".")
+        )
+    return value
+
+
+def check_name(name: str | None, limits: Limits) -> str | None:
+    return check_text(name, "name", limits.max_name_length, "CTXGRAPH_MAX_NAME_LENGTH")
+
+
+def check_metadata(metadata: Any, limits: Limits, argument: str = "metadata") -> dict[str, Any]:
+    """A JSON object within the size limit."""
+    if not isinstance(metadata, dict):
+        raise BadUserInput(
+            f'`{argument}` must be a JSON object such as {{"user": "u1"}} '
+            f"(got {type(metadata).__name__})."
+        )
+    try:
+        serialized = json.dumps(metadata, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise BadUserInput(f"`{argument}` must not contain NaN or Infinity.") from None
+    if "\\u0000" in serialized:
+        raise BadUserInput(f"`{argument}` must not contain NUL (\\u0000) characters.")
+    size = len(serialized.encode())
+    if size > limits.max_metadata_bytes:
+        raise BadUserInput(
+            f"`{argument}` is {size} bytes as JSON; the limit is {limits.max_metadata_bytes} "
+            "(setting CTXGRAPH_MAX_METADATA_BYTES)."
+        )
+    return metadata
+
+
+def check_embedding(embedding: Sequence[float], argument: str = "embedding") -> list[float]:
+    """Exactly EMBEDDING_DIMENSIONS finite numbers."""
+    if len(embedding) != EMBEDDING_DIMENSIONS:
+        raise BadUserInput(
+            f"`{argument}` must have exactly {EMBEDDING_DIMENSIONS} numbers (got {len(embedding)})."
+        )
+    values = [float(x) for x in embedding]
+    if not all(math.isfinite(x) for x in values):
+        raise BadUserInput(f"`{argument}` must contain only finite numbers (no NaN/Infinity).")
+    return values
+
+
+def check_version(value: int | None, argument: str) -> int | None:
+    if value is not None and value < 0:
+        raise BadUserInput(f"`{argument}` must be >= 0 (got {value}).")
+    return value
+
+
+def check_new_messages(
+    messages: Sequence[NewMessage], limits: Limits, *, allow_empty: bool = False
+) -> list[NewMessage]:
+    """Validate a batch to append: size, texts, token counts, embeddings, unique ids."""
+    if not messages and not allow_empty:
+        raise BadUserInput("`messages` must contain at least one message.")
+    if len(messages) > limits.max_messages_per_append:
+        raise BadUserInput(
+            f"`messages` has {len(messages)} items; at most {limits.max_messages_per_append} "
+            "can be appended at once (setting CTXGRAPH_MAX_MESSAGES_PER_APPEND)."
+        )
+    seen: set[uuid.UUID] = set()
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if m.role not in ROLES:
+            raise BadUserInput(f"`{where}.role` must be one of {', '.join(ROLES).upper()}.")
+        check_text(
+            m.content, f"{where}.content", limits.max_content_length, "CTXGRAPH_MAX_CONTENT_LENGTH"
+        )
+        for field_name, argument in (
+            ("tool_call_id", "toolCallId"),
+            ("tool_name", "toolName"),
+            ("model", "model"),
+        ):
+            check_text(
+                getattr(m, field_name),
+                f"{where}.{argument}",
+                limits.max_name_length,
+                "CTXGRAPH_MAX_NAME_LENGTH",
+            )
+        if m.token_count is not None and m.token_count < 0:
+            raise BadUserInput(f"`{where}.tokenCount` must be >= 0 (got {m.token_count}).")
+        if m.embedding is not None:
+            check_embedding(m.embedding, f"{where}.embedding")
+        if m.id is not None:
+            if m.id in seen:
+                raise BadUserInput(f"`{where}.id` repeats an id used earlier in the same batch.")
+            seen.add(m.id)
+    return list(messages)

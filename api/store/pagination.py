@@ -1,0 +1,73 @@
+"""Relay cursor pagination: argument validation and opaque cursors.
+
+Cursors are URL-safe base64 of a small JSON array whose first item names the
+ordering it belongs to, so a cursor from one listing is refused by another
+instead of silently paging the wrong way.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from api.errors import BadUserInput
+
+
+def encode_cursor(kind: str, *values: Any) -> str:
+    raw = json.dumps([kind, *values], separators=(",", ":"), default=str)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, kind: str, argument: str) -> list[Any]:
+    """The values of a cursor made by `encode_cursor(kind, ...)`, or BAD_USER_INPUT."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, binascii.Error, UnicodeError):
+        data = None
+    if not isinstance(data, list) or not data or data[0] != kind:
+        raise BadUserInput(
+            f"`{argument}` is not a cursor of this list; pass a cursor returned by "
+            "this field's pageInfo or edges."
+        )
+    return data[1:]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A validated page request: how many rows, which direction, which bounds."""
+
+    size: int
+    backward: bool
+    after: str | None
+    before: str | None
+
+
+def page_window(
+    *,
+    first: int | None,
+    after: str | None,
+    last: int | None = None,
+    before: str | None = None,
+    default_size: int,
+    max_size: int,
+) -> Window:
+    """Validate Relay arguments; `first` pages forward, `last` backward."""
+    if first is not None and last is not None:
+        raise BadUserInput(
+            "Pass either `first` (page forward) or `last` (page backward), not both."
+        )
+    for name, value in (("first", first), ("last", last)):
+        if value is not None and value < 0:
+            raise BadUserInput(f"`{name}` must be >= 0 (got {value}).")
+        if value is not None and value > max_size:
+            raise BadUserInput(
+                f"`{name}` must be <= {max_size} (got {value}); page with "
+                "`after`/`before` cursors instead (limit set by CTXGRAPH_MAX_PAGE_SIZE)."
+            )
+    backward = last is not None or (first is None and before is not None and after is None)
+    size = last if backward and last is not None else first if first is not None else default_size
+    return Window(size=size, backward=backward, after=after, before=before)

@@ -1,0 +1,56 @@
+"""How rows of each table are selected, so every query returns the same record shape.
+
+Records are SQLAlchemy `Row`s whose attributes are the SQLModel field names
+(`meta` for the `metadata` column). Messages carry `has_embedding` instead of
+the 6 KB vector, which no read path needs.
+"""
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.selectable import TextualSelect
+
+from models import Context, Message
+
+CONTEXTS: sa.Table = Context.__table__  # type: ignore[attr-defined]
+MESSAGES: sa.Table = Message.__table__  # type: ignore[attr-defined]
+
+
+def _attribute_name(column: sa.Column[Any]) -> str:
+    return "meta" if column.name == "metadata" else column.name
+
+
+def context_select_list(alias: str) -> str:
+    """`alias.col AS attr, ...` for every context column."""
+    return ", ".join(f"{alias}.{c.name} AS {_attribute_name(c)}" for c in CONTEXTS.columns)
+
+
+MESSAGE_COLUMNS = [c for c in MESSAGES.columns if c.name != "embedding"]
+
+
+def message_select_list(alias: str) -> str:
+    """`alias.col, ...` for every message column except the embedding, plus has_embedding."""
+    cols = ", ".join(f"{alias}.{c.name}" for c in MESSAGE_COLUMNS)
+    return f"{cols}, ({alias}.embedding IS NOT NULL) AS has_embedding"
+
+
+def context_result_columns() -> list[sa.ColumnClause[Any]]:
+    return [sa.column(_attribute_name(c), c.type) for c in CONTEXTS.columns]
+
+
+def message_result_columns() -> list[sa.ColumnClause[Any]]:
+    return [sa.column(c.name, c.type) for c in MESSAGE_COLUMNS] + [
+        sa.column("has_embedding", sa.Boolean)
+    ]
+
+
+def typed(
+    sql: str, *extra: sa.ColumnClause[Any], contexts: bool = False, messages: bool = False
+) -> TextualSelect:
+    """A text statement whose result columns are typed like the model's (JSONB, UUID...)."""
+    columns: list[sa.ColumnClause[Any]] = list(extra)
+    if contexts:
+        columns += context_result_columns()
+    if messages:
+        columns += message_result_columns()
+    return sa.text(sql).columns(*columns)
