@@ -28,9 +28,12 @@ from api.migrate import upgrade_to_head
 from api.settings import Settings
 
 
-def test_settings(**overrides: Any) -> Settings:
+def test_settings(**overrides: Any) -> Settings:  # not a test: pytest must not collect it
     """Settings from defaults only (a developer's .env must not leak into tests)."""
     return Settings(_env_file=None, **overrides)
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")

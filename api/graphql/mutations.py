@@ -56,7 +56,7 @@ class Mutation:
     async def rename_context(
         self,
         info: Info,
-        id: strawberry.ID,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The context to rename.")],
         name: Annotated[
             str | None, strawberry.argument(description="The new name, or null.")
         ] = None,
@@ -66,19 +66,38 @@ class Mutation:
             return await contexts_store.update_context(conn, key, name=checked)  # type: ignore[return-value]
 
     @strawberry.mutation(description="Replace the metadata object.")
-    async def set_context_metadata(self, info: Info, id: strawberry.ID, metadata: JSON) -> Context:
+    async def set_context_metadata(
+        self,
+        info: Info,
+        id: Annotated[
+            strawberry.ID, strawberry.argument(description="The context whose metadata to replace.")
+        ],
+        metadata: Annotated[
+            JSON, strawberry.argument(description="The new metadata: a JSON object.")
+        ],
+    ) -> Context:
         key, meta = parse_id(id), check_metadata(metadata, info.context.limits)
         async with info.context.db.transaction() as conn:
             return await contexts_store.update_context(conn, key, metadata=meta)  # type: ignore[return-value]
 
     @strawberry.mutation(description="Soft delete. Forks of it keep working.")
-    async def delete_context(self, info: Info, id: strawberry.ID) -> Context:
+    async def delete_context(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The context to delete.")],
+    ) -> Context:
         key = parse_id(id)
         async with info.context.db.transaction() as conn:
             return await contexts_store.set_deleted(conn, key, True)  # type: ignore[return-value]
 
     @strawberry.mutation(description="Undo deleteContext.")
-    async def restore_context(self, info: Info, id: strawberry.ID) -> Context:
+    async def restore_context(
+        self,
+        info: Info,
+        id: Annotated[
+            strawberry.ID, strawberry.argument(description="The deleted context to restore.")
+        ],
+    ) -> Context:
         key = parse_id(id)
         async with info.context.db.transaction() as conn:
             return await contexts_store.set_deleted(conn, key, False)  # type: ignore[return-value]
@@ -90,8 +109,12 @@ class Mutation:
     async def append_messages(
         self,
         info: Info,
-        context_id: strawberry.ID,
-        messages: list[MessageInput],
+        context_id: Annotated[
+            strawberry.ID, strawberry.argument(description="The context to append to.")
+        ],
+        messages: Annotated[
+            list[MessageInput], strawberry.argument(description="The messages, in order (1..1000).")
+        ],
         expected_version: Annotated[
             int | None,
             strawberry.argument(
@@ -113,7 +136,7 @@ class Mutation:
     async def fork_context(
         self,
         info: Info,
-        id: strawberry.ID,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The context to fork.")],
         at_version: Annotated[
             int | None,
             strawberry.argument(description="Version of the parent to fork at (0..latestVersion)."),
@@ -134,14 +157,23 @@ class Mutation:
             )
 
     @strawberry.mutation(description="Soft delete one message of the context that owns it.")
-    async def delete_message(self, info: Info, id: strawberry.ID) -> Message:
+    async def delete_message(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The message to delete.")],
+    ) -> Message:
         key = parse_id(id)
         async with info.context.db.transaction() as conn:
             return await messages_store.delete_message(conn, key)  # type: ignore[return-value]
 
     @strawberry.mutation(description="Store (or replace) a message's embedding.")
     async def set_message_embedding(
-        self, info: Info, id: strawberry.ID, embedding: list[float]
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The message to embed.")],
+        embedding: Annotated[
+            list[float], strawberry.argument(description="Exactly 1536 finite numbers.")
+        ],
     ) -> Message:
         key, vector = parse_id(id), check_embedding(embedding)
         async with info.context.db.transaction() as conn:

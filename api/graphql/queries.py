@@ -67,7 +67,11 @@ DEFAULT_ORDER = ContextOrder(field=ContextOrderField.UPDATED_AT, direction=Order
 @strawberry.type(description="Read contexts, messages and search.")
 class Query:
     @strawberry.field(description="Any object by its global id (a context or a message UUID).")
-    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+    async def node(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="A context or message UUID.")],
+    ) -> Node | None:
         key = parse_id(id)
         context = await info.context.loaders.context.load(key)
         if context is not None:
@@ -75,11 +79,19 @@ class Query:
         return await info.context.loaders.message.load(key)  # type: ignore[no-any-return]
 
     @strawberry.field(description="A context by id (deleted ones too, with deletedAt set).")
-    async def context(self, info: Info, id: strawberry.ID) -> Context | None:
+    async def context(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The context UUID.")],
+    ) -> Context | None:
         return await info.context.loaders.context.load(parse_id(id))  # type: ignore[no-any-return]
 
     @strawberry.field(description="A message by id (deleted ones too, with deletedAt set).")
-    async def message(self, info: Info, id: strawberry.ID) -> Message | None:
+    async def message(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The message UUID.")],
+    ) -> Message | None:
         return await info.context.loaders.message.load(parse_id(id))  # type: ignore[no-any-return]
 
     @strawberry.field(description="Contexts, newest activity first by default.")
