@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from api.db import DatabaseConfigError, EmbeddedPostgres, redact, to_libpq_url
 from api.settings import Settings, get_settings
 
@@ -138,17 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("ctxgraph", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.INFO)
     try:
         result: int = args.func(args)
     except DatabaseConfigError as exc:
         return _fail(str(exc))
-    except Exception as exc:  # settings validation and the like: one line, no traceback wall
-        if type(exc).__name__ == "ValidationError":
-            return _fail(
-                f"invalid configuration: {exc}".splitlines()[0] + " " + str(exc).splitlines()[-1]
-            )
-        raise
+    except ValidationError as exc:  # bad settings: one line, no traceback wall
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        return _fail(f"invalid configuration: {problems}")
     return result
 
 

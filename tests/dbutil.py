@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -74,35 +75,39 @@ def running_server(
 ) -> Iterator[str]:
     """`ctxgraph serve` in a subprocess; yields its base URL once /readyz is 200."""
     port = free_port()
-    proc = subprocess.Popen(
-        [CTXGRAPH, "serve", "--port", str(port)],
-        env={**os.environ, **env},
-        cwd=cwd or REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"server exited early:\n{proc.stdout.read() if proc.stdout else ''}"
-                )
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("server did not become ready in time")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
+    with tempfile.TemporaryFile(mode="w+") as log:
+        # A file, not a pipe: an unread pipe would block a chatty server.
+        proc = subprocess.Popen(
+            [CTXGRAPH, "serve", "--port", str(port)],
+            env={**os.environ, **env},
+            cwd=cwd or REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+        def output() -> str:
+            log.seek(0)
+            return log.read()
+
+        base = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise AssertionError(f"server exited early:\n{output()}")
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"server did not become ready in time:\n{output()}")
+                time.sleep(0.2)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
