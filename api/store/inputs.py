@@ -70,6 +70,21 @@ def parse_id(value: str, argument: str = "id") -> uuid.UUID:
         ) from None
 
 
+_SURROGATE_HINT = (
+    "contains an unpaired UTF-16 surrogate (\\ud800-\\udfff), which is not valid Unicode; "
+    "send well-formed UTF-8 (escape astral characters as a surrogate pair or send them as is)."
+)
+
+
+def _is_utf8_encodable(value: str) -> bool:
+    """False when the string holds lone surrogates (JSON allows "\\ud800"; PostgreSQL does not)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_text(
     value: str | None, argument: str, max_length: int | None = None, setting: str | None = None
 ) -> str | None:
@@ -78,6 +93,8 @@ def check_text(
         return None
     if "\x00" in value:
         raise BadUserInput(f"`{argument}` must not contain NUL (\\u0000) characters.")
+    if not value.isascii() and not _is_utf8_encodable(value):
+        raise BadUserInput(f"`{argument}` {_SURROGATE_HINT}")
     if max_length is not None and len(value) > max_length:
         raise BadUserInput(
             f"`{argument}` is {len(value)} characters; the limit is {max_length}"
@@ -98,11 +115,15 @@ def check_metadata(metadata: Any, limits: Limits, argument: str = "metadata") ->
             f"(got {type(metadata).__name__})."
         )
     try:
-        serialized = json.dumps(metadata, separators=(",", ":"), allow_nan=False)
+        serialized = json.dumps(
+            metadata, separators=(",", ":"), allow_nan=False, ensure_ascii=False
+        )
     except ValueError:
         raise BadUserInput(f"`{argument}` must not contain NaN or Infinity.") from None
     if "\\u0000" in serialized:
         raise BadUserInput(f"`{argument}` must not contain NUL (\\u0000) characters.")
+    if not _is_utf8_encodable(serialized):
+        raise BadUserInput(f"`{argument}` {_SURROGATE_HINT}")
     size = len(serialized.encode())
     if size > limits.max_metadata_bytes:
         raise BadUserInput(
