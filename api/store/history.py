@@ -107,64 +107,72 @@ def _segment_conditions(f: HistoryFilter, params: dict[str, Any]) -> list[str]:
 _MESSAGE_NAMES = ", ".join(c.name for c in MESSAGE_COLUMNS) + ", has_embedding"
 
 
+# Which part of the statement a row comes from: the page itself, or a probe that
+# tells whether anything matching lies at or beyond one of the cursors.
+_PAGE, _AT_OR_BEFORE_AFTER, _AT_OR_AFTER_BEFORE = 0, 1, 2
+
+
 async def history_pages(
     conn: AsyncConnection, context_ids: Sequence[uuid.UUID], req: HistoryPageRequest
 ) -> dict[uuid.UUID, HistoryPage]:
-    """One page of the history of each context, in one statement."""
+    """One page of the history of each context, in one statement.
+
+    Page info is exact in both directions: besides the page (fetched one row
+    long to see whether it continues), the statement probes each given cursor
+    for a matching message on its far side, so `first/before` knows there is
+    more after the window and `last/after` that there is more before it.
+    """
     params: dict[str, Any] = {"ids": list(context_ids), "lim": req.size + 1}
     base = _segment_conditions(req.filter, params)
     order = "DESC" if req.backward else "ASC"
     page = list(base)
+    probes: list[tuple[int, str]] = []
     if req.after_version is not None:
         page.append("m.version > :after_version")
         params["after_version"] = req.after_version
+        probes.append((_AT_OR_BEFORE_AFTER, "m.version <= :after_version"))
     if req.before_version is not None:
         page.append("m.version < :before_version")
         params["before_version"] = req.before_version
+        probes.append((_AT_OR_AFTER_BEFORE, "m.version >= :before_version"))
     branches = [
-        "SELECT ch.leaf, false AS probe, m.* FROM chain ch CROSS JOIN LATERAL ("
+        f"SELECT ch.leaf, {_PAGE} AS part, m.* FROM chain ch CROSS JOIN LATERAL ("
         f"SELECT {message_select_list('m')} FROM messages m WHERE {' AND '.join(page)}"
         f" ORDER BY m.version {order} LIMIT :lim) m"
     ]
-    # The cursor behind the page direction: is there anything on its other side?
-    probe_bound = (
-        "m.version >= :before_version"
-        if req.backward and req.before_version is not None
-        else "m.version <= :after_version"
-        if not req.backward and req.after_version is not None
-        else None
-    )
-    if probe_bound is not None:
+    for part, bound in probes:
         branches.append(
-            "SELECT ch.leaf, true AS probe, m.* FROM chain ch CROSS JOIN LATERAL ("
+            f"SELECT ch.leaf, {part} AS part, m.* FROM chain ch CROSS JOIN LATERAL ("
             f"SELECT {message_select_list('m')} FROM messages m"
-            f" WHERE {' AND '.join([*base, probe_bound])} LIMIT 1) m"
+            f" WHERE {' AND '.join([*base, bound])} LIMIT 1) m"
         )
     sign = -1 if req.backward else 1
     sql = (
         f"WITH RECURSIVE {_chain_cte(req.filter.include_inherited)} "
-        f"SELECT leaf, probe, {_MESSAGE_NAMES} FROM ("
-        " SELECT u.*, row_number() OVER (PARTITION BY u.leaf, u.probe"
+        f"SELECT leaf, part, {_MESSAGE_NAMES} FROM ("
+        " SELECT u.*, row_number() OVER (PARTITION BY u.leaf, u.part"
         f" ORDER BY u.version * {sign}) AS rn FROM ({' UNION ALL '.join(branches)}) u"
         ") r WHERE rn <= :lim"
     )
-    stmt = typed(sql, sa.column("leaf", sa.Uuid), sa.column("probe", sa.Boolean), messages=True)
+    stmt = typed(sql, sa.column("leaf", sa.Uuid), sa.column("part", sa.Integer), messages=True)
     result = await conn.execute(stmt, params)
     pages = {cid: HistoryPage(rows=[], has_next=False, has_previous=False) for cid in context_ids}
-    probed: set[uuid.UUID] = set()
+    beyond: dict[int, set[uuid.UUID]] = {_AT_OR_BEFORE_AFTER: set(), _AT_OR_AFTER_BEFORE: set()}
     for row in result:
-        if row.probe:
-            probed.add(row.leaf)
-        else:
+        if row.part == _PAGE:
             pages[row.leaf].rows.append(row)
+        else:
+            beyond[row.part].add(row.leaf)
     for cid, p in pages.items():
         more = len(p.rows) > req.size
         del p.rows[req.size :]
+        before_page = cid in beyond[_AT_OR_BEFORE_AFTER]
+        after_page = cid in beyond[_AT_OR_AFTER_BEFORE]
         if req.backward:
             p.rows.reverse()
-            p.has_previous, p.has_next = more, cid in probed
+            p.has_previous, p.has_next = more or before_page, after_page
         else:
-            p.has_next, p.has_previous = more, cid in probed
+            p.has_next, p.has_previous = more or after_page, before_page
     return pages
 
 
