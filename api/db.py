@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
 from api.settings import Settings
@@ -134,10 +134,6 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
     return engine
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-
-
 def count_statements(engine: AsyncEngine, sink: Callable[[str], None]) -> Callable[[], None]:
     """Call `sink(sql)` for every statement the engine executes; return an undo function.
 
@@ -178,11 +174,10 @@ class EngineConnector:
 
 @dataclass
 class Database:
-    """The engine and session factory of one process, plus the embedded server if any."""
+    """The engine of one process, plus the embedded server if it started one."""
 
     url: str
     engine: AsyncEngine
-    sessionmaker: async_sessionmaker[AsyncSession]
     embedded: EmbeddedPostgres | None = None
 
     @classmethod
@@ -194,9 +189,7 @@ class Database:
             embedded = EmbeddedPostgres(settings.pgdata_dir)
             url = embedded.start()
         engine = create_engine(url, settings)
-        return cls(
-            url=url, engine=engine, sessionmaker=create_sessionmaker(engine), embedded=embedded
-        )
+        return cls(url=url, engine=engine, embedded=embedded)
 
     @property
     def connector(self) -> EngineConnector:
