@@ -1,0 +1,164 @@
+"""`python -m bench`: build the data set, run the workloads, compare with the anchor.
+
+python -m bench build [--data-dir DIR] [--scale 1] [--seed 42] [--force]
+python -m bench run [--data-dir DIR] [--workloads chat-page,sidebar,...] [--workers 1]
+                    [--connections 16] [--duration 15] [--warmup 3] [--out DIR] [--profile]
+python -m bench compare --anchor DIR --anchor-data DIR [--pairs 3] ...
+python -m bench report RUN_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import warnings
+from pathlib import Path
+
+from bench import workloads as wl
+
+DEFAULT_DATA = Path("/tmp/ctxgraph-bench/data")
+DEFAULT_RUNS = Path("/tmp/ctxgraph-bench/runs")
+
+
+def _out_dir(out: str | None, label: str) -> Path:
+    if out:
+        return Path(out)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return DEFAULT_RUNS / (stamp + (f"-{label}" if label else ""))
+
+
+def _add_load_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA,
+        help=f"built data set (default {DEFAULT_DATA})",
+    )
+    p.add_argument(
+        "--connections", type=int, default=16, help="keep-alive connections (default 16)"
+    )
+    p.add_argument(
+        "--duration", type=float, default=15.0, help="measured seconds per workload (default 15)"
+    )
+    p.add_argument(
+        "--warmup", type=float, default=3.0, help="warm-up seconds, discarded (default 3)"
+    )
+    p.add_argument("--workers", type=int, default=1, help="ctxgraph serve --workers (default 1)")
+    p.add_argument("--port", type=int, default=8765, help="port for ctxgraph serve (default 8765)")
+    p.add_argument(
+        "--driver", choices=["wrk", "python"], default="wrk", help="load driver (default wrk)"
+    )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=60.0,
+        help="before each workload wait up to this many s for the machine to be quiet",
+    )
+    p.add_argument(
+        "--quiet-pct",
+        type=float,
+        default=15.0,
+        help="'quiet' = busy below this %% of one core (default 15)",
+    )
+    p.add_argument(
+        "--ids", type=int, default=200, help="distinct ids per read workload (default 200)"
+    )
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--label", default="", help="suffix of the results directory name")
+    p.add_argument("--out", help="results directory (default /tmp/ctxgraph-bench/runs/STAMP)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    ap = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser(
+        "build", help="generate the data set and load it into a fresh embedded PostgreSQL"
+    )
+    b.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    b.add_argument(
+        "--scale", type=float, default=1.0, help="x 2000 roots / 500 forks / 100000 messages"
+    )
+    b.add_argument("--seed", type=int, default=42)
+    b.add_argument("--force", action="store_true", help="delete an existing data set first")
+
+    r = sub.add_parser("run", help="serve the data set and measure the workloads")
+    _add_load_options(r)
+    r.add_argument(
+        "--workloads",
+        default=",".join(wl.DEFAULT),
+        help=f"comma-separated, in order (default {','.join(wl.DEFAULT)});"
+        f" also: {','.join(wl.FORK_LATENCY)}, or 'all'",
+    )
+    r.add_argument(
+        "--profile",
+        action="store_true",
+        help="record py-spy stacks of the server during each measurement (slower)",
+    )
+    r.add_argument(
+        "--long-history",
+        type=int,
+        default=100_000,
+        help="messages of the fork-long context (default 100000)",
+    )
+
+    c = sub.add_parser("compare", help="alternate runs of the PostGraphile anchor and ctxgraph")
+    _add_load_options(c)
+    c.add_argument(
+        "--anchor",
+        type=Path,
+        required=True,
+        help="a copy of ../shared/anchors/postgraphile (npm installed, ../.venv made)",
+    )
+    c.add_argument("--anchor-data", type=Path, required=True, help="the anchor's seeded data dir")
+    c.add_argument("--pairs", type=int, default=3, help="alternating pairs (default 3)")
+
+    rep = sub.add_parser("report", help="rewrite results.md and chart.png of a run directory")
+    rep.add_argument("run_dir", type=Path)
+
+    a = ap.parse_args(argv)
+    if a.command == "build":
+        from bench.dataset import DatasetSpec, build, iter_summary
+
+        manifest = build(a.data_dir, DatasetSpec.scaled(a.scale, a.seed), force=a.force)
+        print(f"data set in {a.data_dir}")  # noqa: T201
+        for line in iter_summary(manifest):
+            print(line)  # noqa: T201
+        return 0 if manifest["counter_mismatches"] == 0 else 1
+    if a.command == "report":
+        from bench.report import reprint
+
+        print(reprint(a.run_dir))  # noqa: T201
+        return 0
+    if a.command == "compare":
+        from bench.compare import compare
+
+        summary = compare(a, _out_dir(a.out, a.label or "compare"))
+        return 0 if summary["ok"] else 1
+
+    from bench.report import markdown
+    from bench.runner import RunConfig, run
+
+    names = (
+        wl.ALL if a.workloads == "all" else [n.strip() for n in a.workloads.split(",") if n.strip()]
+    )
+    cfg = RunConfig(
+        data_dir=a.data_dir, out=_out_dir(a.out, a.label), workloads=list(names),
+        connections=a.connections, duration=a.duration, warmup=a.warmup, workers=a.workers,
+        port=a.port, driver=a.driver, wait_quiet=a.wait_quiet, quiet_pct=a.quiet_pct,
+        ids=a.ids, profile=a.profile, seed=a.seed, label=a.label, long_history=a.long_history,
+    )  # fmt: skip
+    report = run(cfg)
+    print(markdown(report))  # noqa: T201
+    bad = [r["workload"] for r in report["results"] if not r.get("skipped") and r["errors"]]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
