@@ -23,6 +23,7 @@ from api.db import Connector, Database, DatabaseConfigError, redact
 from api.graphql.context import RequestContext
 from api.graphql.schema import build_schema
 from api.migrate import head_revision
+from api.persisted_queries import install as install_persisted_queries
 from api.settings import Settings, get_settings
 from api.store.inputs import Limits
 
@@ -83,6 +84,10 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
     )
     app.include_router(graphql, prefix="/graphql")
+
+    # --- persisted queries: APQ and the trusted-documents allowlist, an ASGI
+    # middleware that rewrites /graphql requests before Strawberry sees them.
+    install_persisted_queries(app, settings, path="/graphql")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -64,6 +64,25 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_search_results: int = Field(default=100, ge=1)
 
+    # --- persisted queries (api/persisted_queries.py) -----------------------------
+    persisted_query_cache_size: int = Field(
+        default=1_000,
+        ge=0,
+        description="Documents kept per process for automatic persisted queries (an LRU); 0 "
+        "turns APQ off (hash-only requests are answered PersistedQueryNotSupported).",
+    )
+    persisted_query_cache_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=0,
+        description="Bytes of document text kept per process for automatic persisted queries.",
+    )
+    trusted_documents: Path | None = Field(
+        default=None,
+        description="Allowlist mode: the persisted-documents.json manifest of the generated "
+        "client (GraphQL Code Generator client preset, persistedDocuments: true). Only its "
+        "documents run; every other operation is refused with FORBIDDEN.",
+    )
+
     log_level: str = Field(default="INFO")
 
     @field_validator("database_url", "database_direct_url")
@@ -77,6 +96,18 @@ class Settings(BaseSettings):
                 f"unsupported scheme {scheme!r}: use postgres://, postgresql:// "
                 "or postgresql+asyncpg://"
             )
+        return value
+
+    @field_validator("trusted_documents", mode="before")
+    @classmethod
+    def _trusted_documents_readable(cls, value: object) -> object:
+        # Checked when the settings are read, so `ctxgraph serve` fails with one
+        # line instead of a worker's traceback.
+        if value is None or value == "":
+            return None
+        from api.persisted_queries import load_trusted_documents
+
+        load_trusted_documents(Path(str(value)))
         return value
 
     @property
