@@ -62,30 +62,19 @@ def insert_messages_sql(target: str) -> str:
     )
 
 
-async def _replayed(
-    conn: AsyncConnection, context_id: uuid.UUID, messages: Sequence[NewMessage]
-) -> list[Row[Any]] | None:
-    """The stored messages if this batch is a retry of an append that already committed."""
-    ids = [m.id for m in messages if m.id is not None]
-    if not ids:
-        return None
-    stored = {
-        row.id: row
-        for row in await conn.execute(
-            typed(f"SELECT {MSG} FROM messages m WHERE m.id = ANY(:ids)", messages=True),
-            {"ids": ids},
-        )
-    }
-    if not stored:
-        return None
+def _check_replay(
+    context_id: uuid.UUID, messages: Sequence[NewMessage], stored_rows: Sequence[Row[Any]]
+) -> list[Row[Any]]:
+    """The stored messages if the batch is an exact retry; BAD_USER_INPUT otherwise."""
+    stored = {row.id: row for row in stored_rows}
     retry_hint = "A retry must resend the same batch unchanged; new messages need new ids."
-    if len(stored) != len(messages) or len(ids) != len(messages):
+    if len(stored) != len(messages) or any(m.id is None for m in messages):
         raise BadUserInput(
             f"{len(stored)} of the {len(messages)} message ids already exist. " + retry_hint
         )
     for i, m in enumerate(messages):
-        row = stored[m.id] if m.id is not None else None
-        assert row is not None  # every message has an id here (checked above)
+        assert m.id is not None  # checked above
+        row = stored[m.id]
         if row.context_id != context_id:
             raise BadUserInput(
                 f"`messages[{i}].id` {m.id} already belongs to another context. " + retry_hint
@@ -108,10 +97,14 @@ async def append_messages(
     One statement bumps the context row (which takes its row lock, so appends
     to one context are serialized and versions never collide) and inserts the
     batch with versions latest+1..latest+n.
+
+    With client ids the same statement first looks the ids up and appends only
+    when none exists (a retry gets the stored rows back, whatever
+    expectedVersion says). The context row is locked by a statement before it:
+    a statement's snapshot is taken when it starts, so only then does the look-up
+    see an attempt of the same batch that held the lock while this one waited.
     """
-    replay = await _replayed(conn, context_id, messages)
-    if replay is not None:
-        return replay
+    ids = [m.id for m in messages if m.id is not None]
     params = message_params(messages)
     params.update(
         cid=context_id,
@@ -120,22 +113,40 @@ async def append_messages(
         expected=expected_version,
     )
     guard = " AND latest_version = :expected" if expected_version is not None else ""
-    sql = (
-        "WITH bumped AS (UPDATE contexts SET latest_version = latest_version + CAST(:n AS bigint),"
+    if ids:
+        await conn.execute(
+            sa.text("SELECT 1 FROM contexts WHERE id = :cid FOR NO KEY UPDATE"), {"cid": context_id}
+        )
+        params["ids"] = ids
+        guard += " AND NOT EXISTS (SELECT 1 FROM existing)"
+    bump = (
+        "bumped AS (UPDATE contexts SET latest_version = latest_version + CAST(:n AS bigint),"
         " message_count = message_count + CAST(:n AS int), total_tokens = total_tokens + :tokens,"
         f" updated_at = now() WHERE id = :cid AND deleted_at IS NULL{guard}"
         " RETURNING id, latest_version - CAST(:n AS bigint) AS base_version)"
-        f" {insert_messages_sql('bumped')}"
     )
+    if ids:
+        sql = (
+            f"WITH existing AS (SELECT {MSG} FROM messages m WHERE m.id = ANY(:ids)), {bump},"
+            f" inserted AS ({insert_messages_sql('bumped')})"
+            " SELECT true AS stored, e.* FROM existing e"
+            " UNION ALL SELECT false AS stored, i.* FROM inserted i"
+        )
+        stmt = typed(sql, sa.column("stored", sa.Boolean), messages=True)
+    else:
+        stmt = typed(f"WITH {bump} {insert_messages_sql('bumped')}", messages=True)
     try:
-        rows = list(await conn.execute(typed(sql, messages=True), params))
+        rows = list(await conn.execute(stmt, params))
     except IntegrityError as exc:
         if "pk_messages" in str(exc.orig):
+            # Only an id taken concurrently by an append to another context gets here.
             raise BadUserInput(
                 "A message id in this batch was stored concurrently by another request; "
-                "retry the append to get the stored messages."
+                "retry the append to see where."
             ) from None
         raise
+    if ids and rows and rows[0].stored:
+        return _check_replay(context_id, messages, rows)
     if not rows:
         state = await live_context_state(conn, context_id)
         raise VersionConflict(
