@@ -7,6 +7,8 @@ listing is filtered by a metadata tag unique to the test.
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -775,6 +777,7 @@ async def test_page_between_two_cursors(client: GraphQLClient) -> None:
     )
     assert [n["id"] for n in window["nodes"]] == expected[3:10]
     assert window["pageInfo"]["hasPreviousPage"] is True
+    assert window["pageInfo"]["hasNextPage"] is True  # cursors[10] and on follow the window
     assert window["totalCount"] == 15
     first = await list_page(
         client, {"metadataContains": tag}, order, first=3, after=cursors[2], before=cursors[10]
@@ -916,3 +919,124 @@ async def test_total_count_ignores_paging(client: GraphQLClient) -> None:
     assert last["totalCount"] == 7
     named = await list_page(client, {**base, "nameContains": "n1"}, first=0)
     assert named["totalCount"] == 1
+
+
+async def test_page_info_exact_for_every_window(client: GraphQLClient) -> None:
+    """Every (after, before, first|last) combination over 6 contexts: the page is the
+    window's slice, and page info says whether anything lies before/after the page."""
+    tag = new_tag()
+    base = {"metadataContains": tag}
+    order = ("CREATED_AT", "ASC")
+    for i in range(6):
+        await create_context(client, name=f"c{i}", metadata=tag)
+    full = await list_page(client, base, order, first=6)
+    ids = [n["id"] for n in full["nodes"]]
+    cursors = [e["cursor"] for e in full["edges"]]
+    positions: list[int | None] = [None, *range(6)]
+    for a in positions:
+        for b in positions:
+            if a is not None and b is not None and a >= b:
+                continue
+            lo = 0 if a is None else a + 1
+            hi = 6 if b is None else b
+            window = ids[lo:hi]
+            paging: dict[str, Any] = {}
+            if a is not None:
+                paging["after"] = cursors[a]
+            if b is not None:
+                paging["before"] = cursors[b]
+            for k in (0, 1, 2, 10):
+                fwd = await list_page(client, base, order, first=k, **paging)
+                where = (a, b, k)
+                assert [n["id"] for n in fwd["nodes"]] == window[:k], where
+                assert fwd["pageInfo"]["hasPreviousPage"] is (lo > 0), where
+                assert fwd["pageInfo"]["hasNextPage"] is (lo + min(k, len(window)) < 6), where
+                back = await list_page(client, base, order, last=k, **paging)
+                page = window[len(window) - min(k, len(window)) :]
+                assert [n["id"] for n in back["nodes"]] == page, where
+                assert back["pageInfo"]["hasNextPage"] is (hi < 6), where
+                assert back["pageInfo"]["hasPreviousPage"] is (hi - len(page) > 0), where
+
+
+async def test_page_info_when_cursor_rows_are_gone(client: GraphQLClient) -> None:
+    """A cursor of a context that no longer matches still marks a position; page info
+    only counts contexts that still match beyond it."""
+    tag = new_tag()
+    base = {"metadataContains": tag}
+    order = ("CREATED_AT", "ASC")
+    made = [await create_context(client, name=f"c{i}", metadata=tag) for i in range(4)]
+    full = await list_page(client, base, order, first=4)
+    ids = [n["id"] for n in full["nodes"]]
+    cursors = [e["cursor"] for e in full["edges"]]
+    first_id, last_id = ids[0], ids[-1]
+    await delete(client, first_id)
+    await delete(client, last_id)
+    assert {c["id"] for c in made} == set(ids)
+    fwd = await list_page(client, base, order, first=10, before=cursors[3])
+    assert [n["id"] for n in fwd["nodes"]] == ids[1:3]
+    assert fwd["pageInfo"]["hasNextPage"] is False  # only the deleted one was at/after
+    assert fwd["pageInfo"]["hasPreviousPage"] is False
+    back = await list_page(client, base, order, last=10, after=cursors[0])
+    assert [n["id"] for n in back["nodes"]] == ids[1:3]
+    assert back["pageInfo"]["hasPreviousPage"] is False  # only the deleted one was at/before
+    assert back["pageInfo"]["hasNextPage"] is False
+    both = await list_page(client, base, order, after=cursors[0], before=cursors[3])
+    assert [n["id"] for n in both["nodes"]] == ids[1:3]
+    assert both["pageInfo"]["hasPreviousPage"] is False
+    assert both["pageInfo"]["hasNextPage"] is False
+    every = await list_page(
+        client, {**base, "includeDeleted": True}, order, after=cursors[0], before=cursors[3]
+    )
+    assert every["pageInfo"]["hasPreviousPage"] is True
+    assert every["pageInfo"]["hasNextPage"] is True
+
+
+CURSOR_VALUES: list[Any] = [
+    ["c"],
+    ["c", "name"],
+    ["c", "name", "x"],
+    ["c", "name", "x", "not-a-uuid"],
+    ["c", "name", "x", 5],
+    ["c", "name", 5, "123e4567-e89b-12d3-a456-426614174000"],
+    ["c", "name", None, "123e4567-e89b-12d3-a456-426614174000"],
+    ["c", "name", "nul\u0000", "123e4567-e89b-12d3-a456-426614174000"],
+    ["c", "name", "\ud800", "123e4567-e89b-12d3-a456-426614174000"],
+    ["c", "name", "x", "123e4567-e89b-12d3-a456-426614174000", "extra"],
+    ["c", "bogus", "x", "123e4567-e89b-12d3-a456-426614174000"],
+    ["c", "created_at", "garbage", "123e4567-e89b-12d3-a456-426614174000"],
+    ["c", "created_at", None, "123e4567-e89b-12d3-a456-426614174000"],
+    ["c", "created_at", 1700000000, "123e4567-e89b-12d3-a456-426614174000"],
+    ["c", "created_at", "2026-01-01T00:00:00", "123e4567-e89b-12d3-a456-426614174000"],
+    ["c", "created_at", "99999-01-01T00:00:00+00:00", "123e4567-e89b-12d3-a456-426614174000"],
+    ["m", 3],
+    {"c": 1},
+    "c",
+    None,
+]
+
+
+def raw_cursor(value: Any) -> str:
+    """A cursor-shaped string (URL-safe base64 of JSON, as the server makes them)."""
+    text = json.dumps(value)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("value", CURSOR_VALUES)
+@pytest.mark.parametrize("argument", ["after", "before"])
+async def test_forged_cursors_are_bad_user_input(
+    live_client: GraphQLClient, value: Any, argument: str
+) -> None:
+    """Cursors are opaque but untrusted: a forged one is BAD_USER_INPUT, never a 500.
+    (live_client: a database error would not poison a shared rolled-back transaction.)"""
+    field = value[1] if isinstance(value, list) and len(value) > 2 else "name"
+    field = field.upper() if field in ("name", "created_at") else "NAME"
+    error = await live_client.error(
+        LIST,
+        {
+            argument: raw_cursor(value),
+            "filter": {"metadataContains": new_tag()},
+            "order": {"field": field, "direction": "ASC"},
+        },
+    )
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert f"`{argument}`" in error["message"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
@@ -28,21 +29,45 @@ def _list_cursor(field: store.OrderField) -> Any:
     return cursor
 
 
+_ORDER_FIELDS: frozenset[str] = frozenset(f.value for f in ContextOrderField)
+
+
 def _decode_list_cursor(
     cursor: str | None, field: store.OrderField, argument: str
 ) -> tuple[Any, uuid.UUID] | None:
+    """The (sort value, id) position of a `contexts` cursor, typed for the keyset query.
+
+    Cursors are opaque but not trusted: anything that does not decode to this
+    ordering's value types is BAD_USER_INPUT, never a database error.
+    """
     if cursor is None:
         return None
     values = pagination.decode_cursor(cursor, CONTEXT_LIST_CURSOR, argument)
-    if len(values) != 3 or values[0] != field:
+    not_ours = BadUserInput(
+        f"`{argument}` is not a cursor of this list; pass a cursor returned by this "
+        "field's pageInfo or edges."
+    )
+    if len(values) != 3 or values[0] not in _ORDER_FIELDS:
+        raise not_ours
+    if values[0] != field:
         raise BadUserInput(
             f"`{argument}` was made for another ordering; use cursors from a listing with the "
             "same orderBy."
         )
+    _, value, cid = values
+    if not isinstance(value, str) or not isinstance(cid, str):
+        raise not_ours
     try:
-        return values[1], uuid.UUID(values[2])
-    except (ValueError, TypeError, AttributeError):
-        raise BadUserInput(f"`{argument}` is not a cursor of this list.") from None
+        position = uuid.UUID(cid)
+        if field == "name":
+            check_text(value, argument)
+            return value, position
+        timestamp = datetime.fromisoformat(value)
+    except (ValueError, BadUserInput):
+        raise not_ours from None
+    if timestamp.tzinfo is None:
+        raise not_ours
+    return timestamp, position
 
 
 def _list_filter(f: ContextFilter | None, info: Info) -> store.ContextListFilter:

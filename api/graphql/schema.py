@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
@@ -14,6 +16,22 @@ from api.graphql.errors import ErrorCodes
 from api.graphql.mutations import Mutation
 from api.graphql.queries import Query
 from api.graphql.subscriptions import Subscription
+
+
+class _ParserCache(ParserCache):
+    """ParserCache that leaves invalid documents to Strawberry's own parse.
+
+    ParserCache parses while its hook is being entered, outside Strawberry's
+    try block, so a syntax error would leave the operation early, skipping the
+    operation hooks and with them ErrorCodes (no extensions.code). Strawberry's
+    own parse runs inside the operation and reports the same error there.
+    """
+
+    def on_parse(self) -> Iterator[None]:
+        ctx = self.execution_context
+        with contextlib.suppress(GraphQLError):
+            ctx.graphql_document = self.cached_parse_document(ctx.query, **ctx.parse_options)
+        yield
 
 
 class CtxgraphSchema(strawberry.Schema):
@@ -31,7 +49,7 @@ def build_schema(**extra: Any) -> strawberry.Schema:
         # Factories: the LRU caches are module-level and shared across requests.
         extensions=[
             ErrorCodes,
-            lambda: ParserCache(maxsize=1024),
+            lambda: _ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
         ],
         config=StrawberryConfig(),

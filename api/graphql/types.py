@@ -75,9 +75,18 @@ def decode_message_cursor(cursor: str | None, argument: str) -> int | None:
     if cursor is None:
         return None
     values = pagination.decode_cursor(cursor, MESSAGE_CURSOR, argument)
-    if len(values) != 1 or not isinstance(values[0], int):
+    # A forged cursor must not reach PostgreSQL as a bool or an out-of-range bigint.
+    if (
+        len(values) != 1
+        or not isinstance(values[0], int)
+        or isinstance(values[0], bool)
+        or not 0 <= values[0] <= _MAX_BIGINT
+    ):
         raise BadUserInput(f"`{argument}` is not a cursor of this list.")
     return values[0]
+
+
+_MAX_BIGINT = 2**63 - 1
 
 
 def tree_cursor(row: Record, descendants: bool) -> str:
@@ -93,12 +102,21 @@ def decode_tree_cursor(cursor: str | None, descendants: bool) -> tuple[Any, ...]
         return None
     kind = DESCENDANT_CURSOR if descendants else FORK_CURSOR
     values = pagination.decode_cursor(cursor, kind, "after")
+    # Cursors are untrusted: check every value's type and range so a forged one is
+    # BAD_USER_INPUT, never a database error.
     try:
         *depth, created_at, cid = values
-        parsed: tuple[Any, ...] = (datetime.fromisoformat(created_at), uuid.UUID(cid))
+        if not isinstance(created_at, str) or not isinstance(cid, str):
+            raise ValueError
+        created = datetime.fromisoformat(created_at)
+        if created.tzinfo is None:
+            raise ValueError
+        parsed: tuple[Any, ...] = (created, uuid.UUID(cid))
         if descendants:
             (d,) = depth
-            parsed = (int(d), *parsed)
+            if not isinstance(d, int) or isinstance(d, bool) or not 1 <= d <= 2**31 - 1:
+                raise ValueError
+            parsed = (d, *parsed)
         elif depth:
             raise ValueError
     except (ValueError, TypeError):

@@ -211,14 +211,23 @@ def sort_value(row: Row[Any], field: OrderField) -> Any:
     return value.isoformat()
 
 
+def _sort_expr(field: OrderField, alias: str) -> str:
+    return _SORT_EXPR[field].replace("c.", f"{alias}.")
+
+
 def _keyset(
     field: OrderField, name: str, cursor: tuple[Any, uuid.UUID], op: str, params: dict[str, Any]
 ) -> str:
     """`(sort key, id) <op> (cursor)`, binding the cursor's values."""
     value, cid = cursor
-    params[f"{name}_v"] = value if field == "name" else datetime.fromisoformat(value)
+    params[f"{name}_v"] = value
     params[f"{name}_id"] = cid
     return f"({_SORT_EXPR[field]}, c.id) {op} (:{name}_v, :{name}_id)"
+
+
+# Which part of the listing statement a row comes from: the page, or a probe telling
+# whether anything matching lies at or beyond one of the cursors.
+_PAGE, _AT_OR_BEFORE_AFTER, _AT_OR_AFTER_BEFORE = 0, 1, 2
 
 
 async def list_contexts(
@@ -231,39 +240,58 @@ async def list_contexts(
     before: tuple[Any, uuid.UUID] | None,
     backward: bool,
 ) -> tuple[list[Row[Any]], bool, bool]:
-    """A keyset page of contexts: (rows in display order, has_next, has_previous)."""
+    """A keyset page of contexts: (rows in display order, has_next, has_previous).
+
+    One statement: the page (one row longer than asked, to see whether it goes
+    on) plus, for each cursor given, a probe for a matching context on the
+    cursor's far side, so page info is exact in both directions (`first/before`
+    knows there is more after the window, `last/after` that there is more before).
+    Cursor values are typed by the caller (datetime for timestamps, str for names).
+    """
     params: dict[str, Any] = {"lim": size + 1}
     conditions = _list_conditions(f, params)
     # "later in display order" is a greater key when ascending, a smaller one when descending.
     later, earlier = (">", "<") if not descending else ("<", ">")
     page = list(conditions)
+    probes: list[tuple[int, str]] = []
     if after is not None:
         page.append(_keyset(field, "after", after, later, params))
+        probes.append((_AT_OR_BEFORE_AFTER, _keyset(field, "after", after, f"{earlier}=", params)))
     if before is not None:
         page.append(_keyset(field, "before", before, earlier, params))
+        probes.append((_AT_OR_AFTER_BEFORE, _keyset(field, "before", before, f"{later}=", params)))
+
+    def where(parts: list[str]) -> str:
+        return f" WHERE {' AND '.join(parts)}" if parts else ""
+
     direction = "DESC" if descending != backward else "ASC"
-    where = f"WHERE {' AND '.join(page)}" if page else ""
+    branches = [
+        f"(SELECT {_PAGE} AS part, {CTX} FROM contexts c{where(page)}"
+        f" ORDER BY {_SORT_EXPR[field]} {direction}, c.id {direction} LIMIT :lim)"
+    ]
+    branches += [
+        f"(SELECT {part} AS part, {CTX} FROM contexts c{where([*conditions, bound])} LIMIT 1)"
+        for part, bound in probes
+    ]
     sql = (
-        f"SELECT {CTX} FROM contexts c {where}"
-        f" ORDER BY {_SORT_EXPR[field]} {direction}, c.id {direction} LIMIT :lim"
+        f"SELECT * FROM ({' UNION ALL '.join(branches)}) u"
+        f" ORDER BY u.part, {_sort_expr(field, 'u')} {direction}, u.id {direction}"
     )
-    rows = list(await conn.execute(typed(sql, contexts=True), params))
+    rows: list[Row[Any]] = []
+    beyond: set[int] = set()
+    for row in await conn.execute(typed(sql, sa.column("part", sa.Integer), contexts=True), params):
+        if row.part == _PAGE:
+            rows.append(row)
+        else:
+            beyond.add(row.part)
     more = len(rows) > size
     del rows[size:]
-    # Exact page info on the cursor's far side: is anything at or beyond the cursor?
-    beyond = False
-    probe_cursor = before if backward else after
-    if probe_cursor is not None:
-        probe_params: dict[str, Any] = {}
-        probe = _list_conditions(f, probe_params)
-        op = f"{later}=" if backward else f"{earlier}="
-        probe.append(_keyset(field, "probe", probe_cursor, op, probe_params))
-        sql = f"SELECT EXISTS (SELECT 1 FROM contexts c WHERE {' AND '.join(probe)})"
-        beyond = bool((await conn.execute(sa.text(sql), probe_params)).scalar_one())
+    before_page = _AT_OR_BEFORE_AFTER in beyond
+    after_page = _AT_OR_AFTER_BEFORE in beyond
     if backward:
         rows.reverse()
-        return rows, beyond, more
-    return rows, more, beyond
+        return rows, after_page, more or before_page
+    return rows, more or after_page, before_page
 
 
 async def count_contexts(conn: AsyncConnection, f: ContextListFilter) -> int:
