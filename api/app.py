@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
@@ -24,6 +25,7 @@ from api.graphql.context import RequestContext
 from api.graphql.schema import build_schema
 from api.migrate import head_revision
 from api.persisted_queries import install as install_persisted_queries
+from api.realtime import Realtime
 from api.settings import Settings, get_settings
 from api.store.inputs import Limits
 
@@ -61,9 +63,18 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
             return
         db = await open_database(settings)
         app.state.connector = db.connector
+        # One LISTEN connection per process, on a direct (non-pooled) URL.
+        realtime = Realtime.create(settings, settings.database_direct_url or db.url)
+        try:
+            await realtime.start(timeout=settings.connect_timeout)
+        except BaseException:
+            await db.close()
+            raise
+        app.state.realtime = realtime
         try:
             yield
         finally:
+            await realtime.stop()
             await db.close()
 
     app = FastAPI(
@@ -71,17 +82,26 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
     )
     if connector is not None:
         app.state.connector = connector
+        # A test connector has no listener: subscribers re-read on their interval only.
+        app.state.realtime = Realtime.create(settings, None)
 
     async def get_context(connection: HTTPConnection) -> RequestContext:
         # HTTPConnection covers both HTTP requests and WebSocket connections.
         return RequestContext(
-            connection.app.state.connector, limits, connection.headers.get("x-request-id")
+            connection.app.state.connector,
+            limits,
+            connection.headers.get("x-request-id"),
+            realtime=connection.app.state.realtime,
         )
 
     graphql = GraphQLRouter(
         build_schema(),
         context_getter=get_context,
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+        connection_init_wait_timeout=timedelta(seconds=settings.subscription_init_timeout),
+        # Subscriptions are capped (with a coded error) in the resolver; this
+        # backstop bounds every operation in flight on one socket.
+        max_subscriptions_per_connection=2 * settings.subscriptions_per_connection,
     )
     app.include_router(graphql, prefix="/graphql")
 

@@ -83,6 +83,23 @@ class Settings(BaseSettings):
         "documents run; every other operation is refused with FORBIDDEN.",
     )
 
+    # --- subscriptions (graphql-transport-ws) --------------------------------------
+    subscriptions_per_connection: int = Field(
+        default=100, ge=1, description="Subscriptions one WebSocket connection may run at once."
+    )
+    subscription_init_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a WebSocket may stay open without connection_init before it is "
+        "closed (4408).",
+    )
+    subscription_recheck_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds after which an idle subscriber re-reads its context anyway, and "
+        "the listener checks its connection: the safety net for lost notifications.",
+    )
+
     log_level: str = Field(default="INFO")
 
     @field_validator("database_url", "database_direct_url")

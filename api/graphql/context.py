@@ -9,6 +9,7 @@ from strawberry.types import Info as StrawberryInfo
 
 from api.db import Connector
 from api.graphql.loaders import Loaders
+from api.realtime import Realtime
 from api.store.inputs import Limits
 
 
@@ -20,12 +21,22 @@ class RequestContext(BaseContext):
     mutation, committed when the resolver returns and rolled back on any error.
     """
 
-    def __init__(self, db: Connector, limits: Limits, request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        db: Connector,
+        limits: Limits,
+        request_id: str | None = None,
+        realtime: Realtime | None = None,
+    ) -> None:
         super().__init__()
         self.db = db
         self.limits = limits
         self.request_id = request_id or uuid.uuid4().hex[:16]
         self.loaders = Loaders(db)
+        # For a WebSocket this context lives as long as the connection.
+        self.realtime = realtime
+        self.subscriptions = 0
+        """Subscriptions running on this connection (capped by the realtime settings)."""
 
 
 Info = StrawberryInfo[RequestContext, None]

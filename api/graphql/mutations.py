@@ -13,6 +13,7 @@ from api.graphql.types import Context, Message
 from api.store import contexts as contexts_store
 from api.store import messages as messages_store
 from api.store.inputs import check_embedding, check_metadata, check_name, check_version, parse_id
+from api.store.notify import notify_appended
 
 
 @strawberry.type(description="The result of appendMessages.")
@@ -48,9 +49,10 @@ class Mutation:
         new = to_new_messages(messages or [], limits, allow_empty=True)
         meta = {} if metadata is None else check_metadata(metadata, limits)
         async with info.context.db.transaction() as conn:
-            return await contexts_store.create_context(  # type: ignore[return-value]
-                conn, check_name(name, limits), meta, new
-            )
+            created = await contexts_store.create_context(conn, check_name(name, limits), meta, new)
+            if new:
+                await notify_appended(conn, created.id, created.latest_version)
+        return created  # type: ignore[return-value]
 
     @strawberry.mutation(description="Set or clear (null) the name of a context.")
     async def rename_context(
@@ -127,6 +129,8 @@ class Mutation:
         check_version(expected_version, "expectedVersion")
         async with info.context.db.transaction() as conn:
             rows = await messages_store.append_messages(conn, key, new, expected_version)
+            # Delivered by PostgreSQL at commit, and only if the append commits.
+            await notify_appended(conn, key, rows[-1].version)
         return AppendMessagesPayload(messages=rows, _context_id=key)  # type: ignore[arg-type]
 
     @strawberry.mutation(
