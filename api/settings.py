@@ -7,7 +7,7 @@ hosting platform already uses. `.env.example` documents each one.
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -98,6 +98,30 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds after which an idle subscriber re-reads its context anyway, and "
         "the listener checks its connection: the safety net for lost notifications.",
+    )
+
+    # --- embeddings (optional provider for text search and auto-embedding) -----------
+    embeddings_url: str | None = Field(
+        default=None,
+        description="An OpenAI-compatible embeddings API: its base URL "
+        "(https://api.openai.com/v1) or the full .../embeddings URL. Unset: no provider "
+        "(similarMessages(text:) is refused, messages are not embedded in the background).",
+    )
+    embeddings_api_key: SecretStr | None = Field(
+        default=None, description="Bearer token for the embeddings API."
+    )
+    embeddings_model: str = Field(
+        default="text-embedding-3-small",
+        description="Embedding model; it must return 1536-d vectors.",
+    )
+    embeddings_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for the embeddings API."
+    )
+    embeddings_batch_size: int = Field(
+        default=32, ge=1, le=2048, description="Messages embedded per provider call."
+    )
+    embeddings_poll_interval: float = Field(
+        default=2.0, gt=0, description="Seconds between looks for unembedded messages."
     )
 
     log_level: str = Field(default="INFO")

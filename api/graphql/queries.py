@@ -217,7 +217,7 @@ class Query:
             info,
             embedding,
             text,
-            first or 10,
+            10 if first is None else first,
             scope or SearchScope.ALL,
             context_id,
             roles,
