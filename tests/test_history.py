@@ -260,6 +260,17 @@ async def test_first_zero_says_whether_anything_follows(client: GraphQLClient) -
         ({"before": base64.urlsafe_b64encode(b'{"m": 1}').decode()}, ["`before`"]),
         ({"before": base64.urlsafe_b64encode(b"\xff\xfe").decode()}, ["`before`"]),
         ({"after": "\u00e9\u00e9\u00e9\u00e9"}, ["`after`"]),
+        ({"after": base64.urlsafe_b64encode(b'["m", true]').decode()}, ["`after`"]),
+        ({"after": base64.urlsafe_b64encode(b'["m", 1.5]').decode()}, ["`after`"]),
+        (
+            {"before": base64.urlsafe_b64encode(b'["m", 99999999999999999999999]').decode()},
+            ["`before`"],
+        ),
+        (
+            {"after": base64.urlsafe_b64encode(b'["m", -99999999999999999999999]').decode()},
+            ["`after`"],
+        ),
+        ({"after": base64.urlsafe_b64encode(b'["m", null]').decode()}, ["`after`"]),
     ],
 )
 async def test_invalid_page_arguments(
@@ -416,6 +427,68 @@ async def test_pages_across_a_deep_fork_chain(client: GraphQLClient) -> None:
 
 async def _all(client: GraphQLClient, context_id: str) -> list[dict[str, Any]]:
     return [e["node"] for e in (await page(client, context_id, first=500)).raw["edges"]]
+
+
+async def test_pages_of_many_contexts_in_one_request(
+    client: GraphQLClient, statements: StatementLog
+) -> None:
+    """One batched statement serves the pages of a whole fork tree, each context's
+    page and page info computed on its own history."""
+    root = await create_context(client, messages=conversation(6))
+    a = await fork(client, root["id"], 4)
+    await append(client, a["id"], [user("a5"), user("a6"), user("a7")])
+    b = await fork(client, a["id"], 5)
+    await append(client, b["id"], [user("b6")])
+    c = await fork(client, root["id"], 0)
+    ids = [root["id"], a["id"], b["id"], c["id"]]
+    fields = " ".join(
+        f'x{i}: context(id: "{cid}") {{ messages(last: 2, before: $cur) {{ totalCount'
+        " pageInfo { hasPreviousPage hasNextPage } nodes { content } }"
+        " message(version: 5) { content } }"
+        for i, cid in enumerate(ids)
+    )
+    # Version 6's cursor, taken from root: it pages every history the same way.
+    cursor = (await page(client, root["id"], first=6)).cursors[5]
+    for cur, expected in (
+        (
+            None,
+            [
+                (["m5", "m6"], True, False, 6),
+                (["a6", "a7"], True, False, 7),
+                (["a5", "b6"], True, False, 6),
+                ([], False, False, 0),
+            ],
+        ),
+        (
+            cursor,
+            [
+                (["m4", "m5"], True, True, 6),
+                (["m4", "a5"], True, True, 7),
+                (["m4", "a5"], True, True, 6),
+                ([], False, False, 0),
+            ],
+        ),
+    ):
+        statements.clear()
+        data = await client.data(f"query($cur: String) {{ {fields} }}", {"cur": cur})
+        # contexts + pages + message(version): batched whatever the number of contexts.
+        assert len(statements) == 3
+        got = [
+            (
+                [n["content"] for n in data[f"x{i}"]["messages"]["nodes"]],
+                data[f"x{i}"]["messages"]["pageInfo"]["hasPreviousPage"],
+                data[f"x{i}"]["messages"]["pageInfo"]["hasNextPage"],
+                data[f"x{i}"]["messages"]["totalCount"],
+            )
+            for i in range(len(ids))
+        ]
+        assert got == expected
+        assert [data[f"x{i}"]["message"] for i in range(len(ids))] == [
+            {"content": "m5"},
+            {"content": "a5"},
+            {"content": "a5"},
+            None,
+        ]
 
 
 # --- one statement per page at any depth -----------------------------------------------------
