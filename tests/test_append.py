@@ -534,3 +534,57 @@ async def test_unicode_content_round_trips(client: GraphQLClient) -> None:
     ctx = await create_context(client)
     await append(client, ctx["id"], [user(text)])
     assert await versions(client, ctx["id"]) == [(1, text)]
+
+
+async def test_new_client_ids_with_a_stale_expected_version_conflict(
+    client: GraphQLClient, conn: AsyncConnection
+) -> None:
+    ctx = await create_context(client, messages=[user("a")])
+    rows = await message_rows(conn)
+    error = await append_error(client, ctx["id"], with_ids(user("b")), 0)
+    assert error["extensions"]["code"] == "VERSION_CONFLICT"
+    assert await message_rows(conn) == rows
+    missing = str(uuid.uuid4())
+    error = await append_error(client, missing, with_ids(user("b")))
+    assert error["extensions"]["code"] == "NOT_FOUND"
+    await client.data("mutation($id: ID!) { deleteContext(id: $id) { id } }", {"id": ctx["id"]})
+    error = await append_error(client, ctx["id"], with_ids(user("b")), 1)
+    assert error["extensions"]["code"] == "CONTEXT_DELETED"
+    assert await message_rows(conn) == rows
+
+
+# --- setMessageEmbedding ------------------------------------------------------------------
+
+SET_EMBEDDING = (
+    "mutation($id: ID!, $e: [Float!]!) { setMessageEmbedding(id: $id, embedding: $e) {"
+    " id hasEmbedding deletedAt } }"
+)
+
+
+async def test_set_message_embedding(client: GraphQLClient, conn: AsyncConnection) -> None:
+    ctx = await create_context(client, messages=[user("a")])
+    mid = (await append(client, ctx["id"], [user("b")]))[0]["id"]
+    for bad in ([0.1] * 1535, [0.1] * 1537, []):
+        error = await client.error(SET_EMBEDDING, {"id": mid, "e": bad})
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert "1536" in error["message"]
+    non_finite = [0.1] * 1536
+    non_finite[3] = math.nan
+    error = await raw_error(client, SET_EMBEDDING, {"id": mid, "e": non_finite})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert (
+        await conn.execute(
+            sa.text("SELECT embedding IS NULL FROM messages WHERE id = :id"), {"id": uuid.UUID(mid)}
+        )
+    ).scalar_one()
+
+    data = await client.data(SET_EMBEDDING, {"id": mid, "e": EMBEDDING_OK})
+    assert data["setMessageEmbedding"] == {"id": mid, "hasEmbedding": True, "deletedAt": None}
+
+    error = await client.error(SET_EMBEDDING, {"id": str(uuid.uuid4()), "e": EMBEDDING_OK})
+    assert error["extensions"]["code"] == "NOT_FOUND"
+    error = await client.error(SET_EMBEDDING, {"id": "x", "e": EMBEDDING_OK})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    await client.data("mutation($id: ID!) { deleteContext(id: $id) { id } }", {"id": ctx["id"]})
+    error = await client.error(SET_EMBEDDING, {"id": mid, "e": EMBEDDING_OK})
+    assert error["extensions"]["code"] == "CONTEXT_DELETED"
