@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
-from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from api.db import Connector, Database, DatabaseConfigError, redact
+from api.graphiql import GraphiQLRouter, default_assets, mount_graphiql_assets
 from api.graphql.context import RequestContext
 from api.graphql.schema import build_schema
 from api.migrate import head_revision
@@ -55,12 +55,15 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
     settings = settings or get_settings()
     limits = Limits.from_settings(settings)
     head = head_revision()
+    graphiql_assets = default_assets()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if connector is not None:
             yield
             return
+        # In the background: the API answers at once; the GraphiQL page waits for it.
+        graphiql_assets.start()
         db = await open_database(settings)
         app.state.connector = db.connector
         # One LISTEN connection per process, on a direct (non-pooled) URL.
@@ -94,8 +97,9 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
             realtime=connection.app.state.realtime,
         )
 
-    graphql = GraphQLRouter(
+    graphql = GraphiQLRouter(
         build_schema(),
+        assets=graphiql_assets,
         context_getter=get_context,
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
         connection_init_wait_timeout=timedelta(seconds=settings.subscription_init_timeout),
@@ -108,6 +112,7 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
     # --- persisted queries: APQ and the trusted-documents allowlist, an ASGI
     # middleware that rewrites /graphql requests before Strawberry sees them.
     install_persisted_queries(app, settings, path="/graphql")
+    mount_graphiql_assets(app, graphiql_assets)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
