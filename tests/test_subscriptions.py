@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, aconnect_ws
 from httpx_ws.transport import ASGIWebSocketTransport
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import create_app
 from api.db import EngineConnector, count_statements
@@ -482,3 +483,32 @@ async def test_one_read_serves_every_subscriber_of_a_context(app: FastAPI) -> No
         finally:
             undo()
         assert len(reads) == 1, reads
+
+
+async def test_a_subscriber_survives_a_dead_pooled_connection(
+    database_url: str, engine: AsyncEngine, live_client: GraphQLClient
+) -> None:
+    """The read after a wake-up meets a killed pooled connection: the subscriber retries."""
+    app = create_app(
+        test_settings(
+            database_url=database_url,
+            pool_size=1,
+            pool_max_overflow=0,
+            subscription_recheck_interval=NEVER,
+        )
+    )
+    async with running(app) as s:
+        ctx = await create_context(live_client, tag())  # appends go through another pool
+        socket = await s.socket()
+        op = await socket.subscribe(ctx["id"], after_version=0)
+        await append(live_client, ctx["id"], [user("one")])
+        assert [m["content"] for m in await socket.messages(op, 1)] == ["one"]
+
+        connector: EngineConnector = app.state.connector
+        async with connector.read() as conn:  # the pool's only connection
+            pid = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+        async with engine.connect() as conn:
+            killed = await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            assert killed.scalar_one() is True
+        await append(live_client, ctx["id"], [user("two")])
+        assert [m["content"] for m in await socket.messages(op, 1)] == ["two"]
