@@ -107,6 +107,12 @@ async def set_deleted(conn: AsyncConnection, context_id: uuid.UUID, deleted: boo
     return row
 
 
+_FORK_COLUMNS = (
+    "INSERT INTO contexts AS c (name, metadata, parent_id, fork_version, latest_version,"
+    " message_count, total_tokens, created_at, updated_at)"
+)
+
+
 async def fork_context(
     conn: AsyncConnection,
     parent_id: uuid.UUID,
@@ -116,49 +122,64 @@ async def fork_context(
 ) -> Row[Any]:
     """A fork of `parent_id` at a version: O(1) in history length, nothing copied.
 
-    The parent row is locked FOR SHARE first: appends to it and deletes of its
-    messages (which lock it for update) either finish before the fork reads the
-    counters or wait until it commits, and the fork's creation time is taken
-    after the lock, so its snapshot and its counters agree.
+    The parent row is locked FOR SHARE before anything is read from it: appends
+    to it and deletes of its messages (which lock it for update) either finish
+    before the fork reads the counters or wait until it commits, and the fork's
+    creation time (clock_timestamp(), evaluated after the lock) is later than any
+    deletion its counters include, so its snapshot and its counters agree.
+
+    A fork at the latest version (the usual "branch from here") is one statement:
+    lock, read the counters and insert. An older version needs the count and tokens
+    of the history above it, read by a later statement (whose snapshot is taken
+    after the lock, so it sees every write the lock waited for).
     """
-    parent = (
-        await conn.execute(
-            sa.text(
-                "SELECT id, deleted_at, latest_version, message_count, total_tokens"
-                " FROM contexts WHERE id = :id FOR SHARE"
-            ),
-            {"id": parent_id},
-        )
-    ).one_or_none()
-    if parent is None:
-        raise context_not_found(parent_id)
-    if parent.deleted_at is not None:
-        raise context_deleted(parent_id)
-    version = parent.latest_version if at_version is None else at_version
-    if not 0 <= version <= parent.latest_version:
-        raise BadUserInput(
-            f"`atVersion` must be between 0 and the context's latestVersion "
-            f"{parent.latest_version} (got {version})."
-        )
-    count, tokens = parent.message_count, parent.total_tokens
-    if version < parent.latest_version:
-        tail_count, tail_tokens = await history_tail_totals(conn, parent_id, version)
-        count, tokens = count - tail_count, tokens - tail_tokens
-    sql = (
-        "INSERT INTO contexts AS c (name, metadata, parent_id, fork_version, latest_version,"
-        " message_count, total_tokens, created_at, updated_at)"
-        " SELECT :name, coalesce(CAST(:meta AS jsonb), p.metadata), p.id, :v, :v, :n, :tokens,"
-        " clock_timestamp(), clock_timestamp() FROM contexts p WHERE p.id = :pid"
-        f" RETURNING {CTX}"
-    )
-    params = {
+    params: dict[str, Any] = {
         "name": name,
         "meta": None if metadata is None else json.dumps(metadata),
         "pid": parent_id,
-        "v": version,
-        "n": count,
-        "tokens": tokens,
+        "v": at_version,
     }
+    sql = (
+        "WITH p AS (SELECT id, deleted_at, latest_version, message_count, total_tokens, metadata"
+        " FROM contexts WHERE id = :pid FOR SHARE),"
+        f" forked AS ({_FORK_COLUMNS}"
+        " SELECT :name, coalesce(CAST(:meta AS jsonb), p.metadata), p.id, p.latest_version,"
+        " p.latest_version, p.message_count, p.total_tokens, clock_timestamp(), clock_timestamp()"
+        " FROM p WHERE p.deleted_at IS NULL"
+        " AND (CAST(:v AS bigint) IS NULL OR CAST(:v AS bigint) = p.latest_version)"
+        f" RETURNING {CTX})"
+        " SELECT p.deleted_at AS parent_deleted_at, p.latest_version AS parent_latest_version,"
+        " forked.* FROM p LEFT JOIN forked ON true"
+    )
+    stmt = typed(
+        sql,
+        sa.column("parent_deleted_at", sa.DateTime(timezone=True)),
+        sa.column("parent_latest_version", sa.BigInteger),
+        contexts=True,
+    )
+    row = (await conn.execute(stmt, params)).one_or_none()
+    if row is None:
+        raise context_not_found(parent_id)
+    if row.parent_deleted_at is not None:
+        raise context_deleted(parent_id)
+    if row.id is not None:
+        return row
+    # An explicit older (or impossible) version; the parent row is locked by now.
+    latest: int = row.parent_latest_version
+    assert at_version is not None
+    if not 0 <= at_version <= latest:
+        raise BadUserInput(
+            f"`atVersion` must be between 0 and the context's latestVersion "
+            f"{latest} (got {at_version})."
+        )
+    tail_count, tail_tokens = await history_tail_totals(conn, parent_id, at_version)
+    sql = (
+        f"{_FORK_COLUMNS} SELECT :name, coalesce(CAST(:meta AS jsonb), p.metadata), p.id, :v, :v,"
+        " p.message_count - :tail_n, p.total_tokens - :tail_tokens,"
+        " clock_timestamp(), clock_timestamp() FROM contexts p WHERE p.id = :pid"
+        f" RETURNING {CTX}"
+    )
+    params.update(tail_n=tail_count, tail_tokens=tail_tokens)
     return (await conn.execute(typed(sql, contexts=True), params)).one()
 
 
