@@ -355,15 +355,22 @@ class PersistedQueryMiddleware:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             data = None
-        if isinstance(data, list) and self.queries.trusted is not None:
-            await _refuse(
-                Refusal(
-                    400,
-                    "Batched requests are not accepted with trusted documents.",
-                    "BAD_USER_INPUT",
-                ),
-                send,
-            )
+        if isinstance(data, list):
+            # A batch (when the server accepts batches): every operation is resolved;
+            # one refused operation refuses the request.
+            items = [item if isinstance(item, dict) else {} for item in data]
+            outcomes = [
+                self.queries.resolve(i.get("query"), i.get("extensions"), i.get("documentId"))
+                for i in items
+            ]
+            refused = next((o for o in outcomes if isinstance(o, Refusal)), None)
+            if refused is not None:
+                await _refuse(refused, send)
+                return
+            for item, outcome in zip(items, outcomes, strict=True):
+                if isinstance(outcome, Resolved) and outcome.query is not None:
+                    item["query"] = outcome.query
+            await self._forward_json(scope, receive, send, data)
             return
         if not isinstance(data, dict):
             await self.app(scope, _replay(chunks, receive, complete), send)
@@ -378,10 +385,14 @@ class PersistedQueryMiddleware:
             await self.app(scope, _replay(chunks, receive, complete), send)
             return
         data["query"] = outcome.query
-        new_body = orjson.dumps(data)
+        await self._forward_json(scope, receive, send, data)
+
+    async def _forward_json(self, scope: Scope, receive: Receive, send: Send, data: Any) -> None:
+        """Pass the request on with `data` as its body."""
+        body = orjson.dumps(data)
         headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(new_body)).encode()))
-        await self.app(dict(scope, headers=headers), _replay([new_body], receive, True), send)
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self.app(dict(scope, headers=headers), _replay([body], receive, True), send)
 
     # --- WebSocket: graphql-transport-ws `subscribe` messages --------------------------
 

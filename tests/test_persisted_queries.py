@@ -19,10 +19,13 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from graphql import parse, specified_rules, validate
+from graphql.validation import NoDeprecatedCustomRule, NoUnusedFragmentsRule
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.app import create_app
+from api.graphql.schema import build_schema
 from api.persisted_queries import DocumentCache, load_trusted_documents, sha256_hex
 from tests.conftest import RollbackConnector, test_settings
 from tests.dbutil import REPO, running_server
@@ -183,6 +186,8 @@ def test_generated_client_against_trusted_documents_server(
     assert plain.returncode == 1
     details = {step["name"]: step["detail"] for step in json.loads(plain.stdout)["steps"]}
     assert details["createContext"].startswith("FORBIDDEN: This server runs only trusted documents")
+    # The subscription went over the WebSocket and was refused there.
+    assert details["messageAppended (receive)"].startswith("FORBIDDEN: This server runs only")
 
 
 @pytest.mark.slow
@@ -318,6 +323,28 @@ async def test_apq_turned_off_answers_not_supported(conn: AsyncConnection) -> No
         assert "errors" not in with_text.json()
 
 
+async def test_trusted_mode_refuses_batches_with_an_unlisted_operation(
+    conn: AsyncConnection,
+) -> None:
+    # Batches of two pass the body limits (api/security), then reach the allowlist.
+    settings = test_settings(trusted_documents=MANIFEST, max_batch_operations=2)
+    app = create_app(settings, connector=RollbackConnector(conn))
+    contexts_hash = next(h for h, t in load_trusted_documents(MANIFEST).items() if "Contexts" in t)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as http:
+        batch = [
+            {"documentId": f"sha256:{contexts_hash}"},
+            {"query": "{ contexts { totalCount } }"},
+        ]
+        response = await http.post("/graphql", json=batch)
+        assert response.status_code == 403
+        assert response.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        unknown = await http.post("/graphql", json={"extensions": apq("{ x }")})
+        assert unknown.status_code == 403
+        assert "is not in this server's trusted documents" in unknown.json()["errors"][0]["message"]
+
+
 def test_document_cache_is_bounded_by_entries_and_bytes() -> None:
     cache = DocumentCache(max_entries=2, max_bytes=10)
     cache.put("a", "aaaa")
@@ -346,3 +373,26 @@ def test_trusted_documents_manifest_is_checked_when_settings_load(tmp_path: Path
         test_settings(trusted_documents=not_json)
     assert test_settings(trusted_documents=MANIFEST).trusted_documents == MANIFEST
     assert len(load_trusted_documents(MANIFEST)) == 7
+
+
+def test_client_operations_and_manifest_fit_the_schema() -> None:
+    """The generated clients' operations and the trusted manifest are valid against the
+    code's schema and use no deprecated field: removing or deprecating a field they
+    need fails here, before a deployed client does."""
+    schema = build_schema()._schema
+    operations = TS_CLIENT / "operations"
+    fragments = (operations / "fragments.graphql").read_text()
+    # Each operation file with the shared fragments file (unused fragments are fine there).
+    documents = {
+        path.name: (path.read_text() + "\n" + fragments, False)
+        for path in sorted(operations.glob("*.graphql"))
+        if path.name != "fragments.graphql"
+    }
+    documents.update({h: (text, True) for h, text in load_trusted_documents(MANIFEST).items()})
+    assert len(documents) == 14
+    problems = {}
+    for name, (text, whole) in documents.items():
+        rules = [r for r in specified_rules if whole or r is not NoUnusedFragmentsRule]
+        if errors := validate(schema, parse(text), [*rules, NoDeprecatedCustomRule]):
+            problems[name] = [e.message for e in errors]
+    assert problems == {}
