@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import HTTPConnection
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
@@ -23,9 +23,12 @@ from api.db import Connector, Database, DatabaseConfigError, redact
 from api.graphiql import GraphiQLRouter, default_assets, mount_graphiql_assets
 from api.graphql.context import RequestContext
 from api.graphql.schema import build_schema
+from api.metrics import Metrics
 from api.migrate import head_revision
 from api.persisted_queries import install as install_persisted_queries
 from api.realtime import Realtime
+from api.security.auth import ApiKeys
+from api.security.http import install as install_security
 from api.settings import Settings, get_settings
 from api.store.inputs import Limits
 
@@ -98,7 +101,7 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
         )
 
     graphql = GraphiQLRouter(
-        build_schema(),
+        build_schema(settings),
         assets=graphiql_assets,
         context_getter=get_context,
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
@@ -135,5 +138,23 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
                 status_code=503,
             )
         return JSONResponse({"status": "ready", "revision": current})
+
+    # --- security and operations (api/security/, api/metrics.py): API keys, body and
+    # batch limits, CORS, security headers, request ids + access log, /metrics. Added
+    # last so these middlewares wrap everything above (the query limits are schema
+    # extensions, see build_schema).
+    api_keys = ApiKeys.from_settings(settings)
+    app.state.api_keys = api_keys
+    metrics = Metrics(app.state) if settings.metrics else None
+    app.state.metrics = metrics
+    if metrics is not None:
+        exporter = metrics
+
+        @app.get("/metrics", include_in_schema=False)
+        async def prometheus_metrics() -> Response:
+            body, content_type = exporter.render()
+            return Response(body, media_type=content_type)
+
+    install_security(app, settings, api_keys, metrics)
 
     return app

@@ -53,6 +53,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(
             f"ctxgraph: serving GraphQL on http://{args.host}:{args.port}/graphql", file=sys.stderr
         )
+        from api.security.auth import open_access_warning
+
+        if (warning := open_access_warning(args.host, settings)) is not None:
+            print(warning, file=sys.stderr)
         uvicorn.run(
             "api.app:create_app",
             factory=True,
@@ -61,6 +65,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             log_level=settings.log_level.lower(),
             proxy_headers=True,
+            # SIGTERM: stop accepting, let in-flight requests finish for this long.
+            timeout_graceful_shutdown=settings.shutdown_timeout,
+            ws_max_size=settings.max_body_bytes,
+            # ctxgraph.access logs one JSON line per request (with the request id) instead.
+            access_log=not settings.access_log,
         )
     finally:
         if embedded is not None:

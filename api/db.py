@@ -119,6 +119,12 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
             "DATABASE_URL points at a Neon host without '-pooler'; "
             "use the pooled endpoint for many short-lived connections"
         )
+    if settings.statement_timeout > 0 and not is_pooled(async_url, settings):
+        # PgBouncer refuses unknown startup parameters: behind a pooler set it on the
+        # role or in the pooler instead (see .env.example).
+        connect_args["server_settings"]["statement_timeout"] = str(
+            max(1, round(settings.statement_timeout * 1000))
+        )
     try:
         make_url(async_url)
     except Exception as exc:

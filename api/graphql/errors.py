@@ -16,6 +16,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from api.errors import CtxgraphError
+from api.security.failures import classify as classify_failure
 
 log = logging.getLogger("ctxgraph.errors")
 
@@ -28,6 +29,10 @@ def coded(error: GraphQLError, request_id: str | None) -> GraphQLError:
         code, message = original.code, original.message
     elif original is None or isinstance(original, GraphQLError):
         code, message = "BAD_USER_INPUT", error.message
+    elif (failure := classify_failure(original)) is not None:
+        # The database is down or a statement hit its timeout: say so (no driver text).
+        code, message = failure
+        log.warning("request %s failed: %s: %s", request_id, code, type(original).__name__)
     else:
         log.error("unexpected error (request %s) at %s", request_id, error.path, exc_info=original)
         code = INTERNAL

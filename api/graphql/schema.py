@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -16,6 +17,9 @@ from api.graphql.errors import ErrorCodes
 from api.graphql.mutations import Mutation
 from api.graphql.queries import Query
 from api.graphql.subscriptions import Subscription
+from api.security.http import OperationRecorder
+from api.security.limits import NoIntrospection, QueryLimits, QueryLimitsExtension
+from api.settings import Settings
 
 
 class _ParserCache(ParserCache):
@@ -41,17 +45,39 @@ class CtxgraphSchema(strawberry.Schema):
         """Errors are logged (unexpected ones only) by ErrorCodes; don't log client errors."""
 
 
-def build_schema(**extra: Any) -> strawberry.Schema:
+def _security_extensions(settings: Settings | None) -> tuple[list[Any], list[Any]]:
+    """(outermost, after ErrorCodes): the operation recorder for logs and metrics, and the
+    query limits (api/security/limits.py) and introspection switch."""
+    if settings is None:
+        return [], []
+    limits = QueryLimits.from_settings(settings)
+    inner: list[Any] = [partial(QueryLimitsExtension, limits)]
+    if not settings.introspection:
+        inner.append(partial(AddValidationRules, [NoIntrospection]))
+    return [OperationRecorder], inner
+
+
+def _batching(settings: Settings | None) -> dict[str, Any]:
+    if settings is None or settings.max_batch_operations <= 1:
+        return {}
+    return {"batching_config": {"max_operations": settings.max_batch_operations}}
+
+
+def build_schema(settings: Settings | None = None, **extra: Any) -> strawberry.Schema:
+    """The schema; with `settings`, the query limits and introspection switch apply."""
+    outer, inner = _security_extensions(settings)
     return CtxgraphSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         # Factories: the LRU caches are module-level and shared across requests.
         extensions=[
+            *outer,
             ErrorCodes,
+            *inner,
             lambda: _ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
         ],
-        config=StrawberryConfig(),
+        config=StrawberryConfig(**_batching(settings)),
         **extra,
     )

@@ -1,0 +1,137 @@
+"""Prometheus metrics at /metrics (prometheus-client, one registry per app).
+
+- ctxgraph_http_requests_total{route,method,status} and
+  ctxgraph_http_request_duration_seconds{route}: every HTTP request (and
+  WebSocket connection), routes folded to a fixed set.
+- ctxgraph_graphql_operations_total{type,name,outcome} and
+  ctxgraph_graphql_operation_duration_seconds{type,name}: by GraphQL operation;
+  outcome is `ok` or the first error code. Operation names come from clients,
+  so at most MAX_OPERATION_NAMES distinct names get their own label; the rest
+  are counted as `other`.
+- ctxgraph_db_pool_*: the connection pool of this process, read at scrape time.
+- process_*: memory, CPU and file descriptors of this process.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import Scope
+
+MAX_OPERATION_NAMES = 200
+ROUTES = frozenset({"/graphql", "/healthz", "/readyz", "/metrics"})
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,63}")
+
+
+class PoolCollector(Collector):
+    """Pool gauges of the engine behind `app.state.connector`, read when scraped."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        engine = getattr(getattr(self.state, "connector", None), "engine", None)
+        pool = getattr(engine, "pool", None)
+        if pool is None or not hasattr(pool, "checkedout"):
+            return
+        for name, doc, value in (
+            ("ctxgraph_db_pool_size", "Connections the pool keeps open.", pool.size()),
+            ("ctxgraph_db_pool_checked_out", "Connections in use by requests.", pool.checkedout()),
+            ("ctxgraph_db_pool_checked_in", "Idle connections in the pool.", pool.checkedin()),
+            ("ctxgraph_db_pool_overflow", "Connections open beyond pool_size.", pool.overflow()),
+        ):
+            yield GaugeMetricFamily(name, doc, value=float(value))
+
+
+class Metrics:
+    def __init__(self, state: Any) -> None:
+        # The *_created series only double the output (process-wide switch).
+        disable_created_metrics()
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ctxgraph_http_requests",
+            "HTTP requests and WebSocket connections by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.request_latency = Histogram(
+            "ctxgraph_http_request_duration_seconds",
+            "Time from request to the end of the response, by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "ctxgraph_http_requests_in_flight",
+            "Requests being served now.",
+            registry=self.registry,
+        )
+        self.operations = Counter(
+            "ctxgraph_graphql_operations",
+            "GraphQL operations by type, name and outcome (ok or the first error code).",
+            ["type", "name", "outcome"],
+            registry=self.registry,
+        )
+        self.operation_latency = Histogram(
+            "ctxgraph_graphql_operation_duration_seconds",
+            "Time to run one GraphQL query or mutation, by type and name.",
+            ["type", "name"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(PoolCollector(state))
+        ProcessCollector(registry=self.registry)
+        self._names: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _name_label(self, name: str | None) -> str:
+        if name is None:
+            return "anonymous"
+        if not _NAME.fullmatch(name):
+            return "other"
+        with self._lock:
+            if name in self._names:
+                return name
+            if len(self._names) < MAX_OPERATION_NAMES:
+                self._names.add(name)
+                return name
+        return "other"
+
+    def observe_request(self, scope: Scope, status: int, duration: float) -> None:
+        path = scope.get("path", "")
+        route = path if path in ROUTES else "other"
+        method = "WS" if scope["type"] == "websocket" else str(scope.get("method", "other"))
+        if method not in ("GET", "POST", "OPTIONS", "HEAD", "WS"):
+            method = "other"
+        self.requests.labels(route, method, str(status)).inc()
+        self.request_latency.labels(route).observe(duration)
+
+    def observe_operation(
+        self, operation_type: str, name: str | None, codes: Sequence[str], duration: float
+    ) -> None:
+        label = self._name_label(name)
+        outcome = codes[0] if codes else "ok"
+        if not _NAME.fullmatch(outcome):
+            outcome = "other"
+        self.operations.labels(operation_type, label, outcome).inc()
+        if operation_type in ("query", "mutation"):
+            self.operation_latency.labels(operation_type, label).observe(duration)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
