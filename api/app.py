@@ -20,6 +20,7 @@ from starlette.requests import HTTPConnection
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from api.db import Connector, Database, DatabaseConfigError, redact
+from api.embeddings import EmbeddingProvider, background_embeddings
 from api.graphiql import GraphiQLRouter, default_assets, mount_graphiql_assets
 from api.graphql.context import RequestContext
 from api.graphql.schema import build_schema
@@ -59,6 +60,8 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
     limits = Limits.from_settings(settings)
     head = head_revision()
     graphiql_assets = default_assets()
+    # Optional (CTXGRAPH_EMBEDDINGS_URL): text search and background embedding.
+    embeddings = EmbeddingProvider.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,7 +81,8 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
             raise
         app.state.realtime = realtime
         try:
-            yield
+            async with background_embeddings(embeddings, db.engine, settings):
+                yield
         finally:
             await realtime.stop()
             await db.close()
@@ -86,6 +90,7 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
     app = FastAPI(
         title="ctxgraph", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
+    app.state.embeddings = embeddings
     if connector is not None:
         app.state.connector = connector
         # A test connector has no listener: subscribers re-read on their interval only.

@@ -12,6 +12,7 @@ import json
 import math
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -25,6 +26,7 @@ from api.store.messages import append_messages
 from api.store.search import (
     DEFAULT_TUNING,
     QueryVector,
+    Scope,
     SearchRequest,
     explain,
     search,
@@ -111,7 +113,7 @@ def contents(matches: list[dict[str, Any]]) -> list[str]:
 
 
 async def context_with(
-    client: GraphQLClient, rows: list[tuple[str, list[float] | None]], role: str = "USER"
+    client: GraphQLClient, rows: Sequence[tuple[str, list[float] | None]], role: str = "USER"
 ) -> tuple[str, list[str]]:
     """A root context whose messages have these contents and embeddings; (id, message ids)."""
     messages = [
@@ -127,7 +129,7 @@ async def context_with(
 
 
 async def append_rows(
-    client: GraphQLClient, context_id: str, rows: list[tuple[str, list[float] | None]]
+    client: GraphQLClient, context_id: str, rows: Sequence[tuple[str, list[float] | None]]
 ) -> list[str]:
     messages = [
         {"role": "USER", "content": c, **({"embedding": e} if e is not None else {})}
@@ -477,8 +479,9 @@ async def test_exact_and_index_paths_agree(conn: AsyncConnection) -> None:
         None,
     )
     q = QueryVector(values=space.query)
-    for scope in ("context", "tree"):
-        req = SearchRequest(k=20, scope=scope, context_id=ctx.id)  # type: ignore[arg-type]
+    scopes: tuple[Scope, ...] = ("context", "tree")
+    for scope in scopes:
+        req = SearchRequest(k=20, scope=scope, context_id=ctx.id)
         async with conn.begin_nested():
             exact = await search(conn, q, req, replace(DEFAULT_TUNING, path="exact"))
         async with conn.begin_nested():

@@ -205,10 +205,16 @@ def tree_rows(ds: Dataset) -> np.ndarray:
     return np.flatnonzero(~ds.deleted & members[ds.context_of])
 
 
-def exact_neighbours(ds: Dataset, query: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
-    """Row indices of the k nearest candidates by cosine distance (the ground truth)."""
-    sims = ds.vectors[candidates] @ query
+def similarities(ds: Dataset, queries: np.ndarray) -> np.ndarray:
+    """Cosine similarity of every row to every query: (rows, queries), one matrix product."""
+    return ds.vectors @ queries.T
+
+
+def exact_neighbours(sims: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
+    """Row indices of the k nearest candidates (the ground truth), given one query's
+    similarities to every row (a column of `similarities`)."""
+    s = sims[candidates]
     if len(candidates) <= k:
-        return candidates[np.argsort(-sims, kind="stable")]
-    top = np.argpartition(-sims, k)[:k]
-    return candidates[top[np.argsort(-sims[top], kind="stable")]]
+        return candidates[np.argsort(-s, kind="stable")]
+    top = np.argpartition(-s, k)[:k]
+    return candidates[top[np.argsort(-s[top], kind="stable")]]
