@@ -108,33 +108,63 @@ class TreePage:
     has_previous: bool
 
 
+def _cursor_params(after: tuple[Any, ...], params: dict[str, Any]) -> str:
+    names = [f"a{i}" for i in range(len(after))]
+    params.update(zip(names, after, strict=True))
+    return "(" + ", ".join(f":{n}" for n in names) + ")"
+
+
+def _forks_page_sql(q: TreePageRequest, params: dict[str, Any]) -> str:
+    """Direct forks: per context a keyset range scan on (parent_id, created_at, id),
+    LIMIT page + 1, plus (after a cursor) one row telling whether any precede it."""
+    live = "" if q.query.include_deleted else " AND c.deleted_at IS NULL"
+    cursor = None if q.after is None else _cursor_params(q.after, params)
+
+    def branch(probe: bool, bound: str, tail: str) -> str:
+        return (
+            f"SELECT g.grp, 1 AS depth, {str(probe).lower()} AS probe, f.*"
+            " FROM unnest(CAST(:ids AS uuid[])) AS g(grp) CROSS JOIN LATERAL ("
+            f"SELECT {_CTX} FROM contexts c WHERE c.parent_id = g.grp{live}{bound} {tail}) f"
+        )
+
+    page_bound = "" if cursor is None else f" AND (c.created_at, c.id) > {cursor}"
+    branches = [branch(False, page_bound, "ORDER BY c.created_at, c.id LIMIT :lim")]
+    if cursor is not None:
+        branches.append(branch(True, f" AND (c.created_at, c.id) <= {cursor}", "LIMIT 1"))
+    return (
+        f"SELECT grp, depth, probe, {_CTX_NAMES} FROM ({' UNION ALL '.join(branches)}) u"
+        " ORDER BY grp, probe, created_at, id"
+    )
+
+
+def _descendants_page_sql(q: TreePageRequest, params: dict[str, Any]) -> str:
+    """Descendants: the recursive walk, the first page + 1 rows of each context by
+    (depth, created_at, id), plus (after a cursor) one row telling whether any precede it."""
+    key = _key(q.query, "s")
+    window = f"row_number() OVER (PARTITION BY s.grp ORDER BY {key}) AS rn"
+    if q.after is None:
+        branches = [f"SELECT s.*, false AS probe, {window} FROM src s"]
+    else:
+        cursor = _cursor_params(q.after, params)
+        branches = [
+            f"SELECT s.*, false AS probe, {window} FROM src s WHERE {key} > {cursor}",
+            "SELECT DISTINCT ON (s.grp) s.*, true AS probe, 1 AS rn FROM src s"
+            f" WHERE {key} <= {cursor}",
+        ]
+    return (
+        f"WITH RECURSIVE {_source(q.query)}"
+        f" SELECT grp, depth, probe, {_CTX_NAMES} FROM ({' UNION ALL '.join(branches)}) u"
+        f" WHERE rn <= :lim ORDER BY grp, probe, {_key(q.query, 'u')}"
+    )
+
+
 async def tree_pages(
     conn: AsyncConnection, ids: Sequence[uuid.UUID], req: TreePageRequest
 ) -> dict[uuid.UUID, TreePage]:
     """A page of forks or descendants of each context (oldest first / by depth)."""
-    q, size, after = req.query, req.size, req.after
+    q, size = req.query, req.size
     params: dict[str, Any] = {"ids": list(ids), "lim": size + 1, "max_depth": q.max_depth}
-    key = _key(q, "s")
-    branches = []
-    if after is None:
-        branches.append(
-            f"SELECT s.*, false AS probe, row_number() OVER (PARTITION BY s.grp ORDER BY {key})"
-            " AS rn FROM src s"
-        )
-    else:
-        names = [f"a{i}" for i in range(len(after))]
-        params.update(zip(names, after, strict=True))
-        cursor = "(" + ", ".join(f":{n}" for n in names) + ")"
-        branches.append(
-            f"SELECT s.*, false AS probe, row_number() OVER (PARTITION BY s.grp ORDER BY {key})"
-            f" AS rn FROM src s WHERE {key} > {cursor}"
-        )
-        branches.append(f"SELECT s.*, true AS probe, 1 AS rn FROM src s WHERE {key} <= {cursor}")
-    sql = (
-        f"WITH RECURSIVE {_source(q)}"
-        f" SELECT grp, depth, probe, {_CTX_NAMES} FROM ({' UNION ALL '.join(branches)}) u"
-        f" WHERE rn <= :lim ORDER BY grp, probe, {_key(q, 'u')}"
-    )
+    sql = _descendants_page_sql(req, params) if q.descendants else _forks_page_sql(req, params)
     stmt = typed(
         sql,
         sa.column("grp", sa.Uuid),
