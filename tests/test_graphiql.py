@@ -187,7 +187,11 @@ async def test_ide_page_security_headers(client: GraphQLClient, built: GraphiQLA
     csp = directives(response.headers["content-security-policy"])
     assert csp["default-src"] == ["'none'"]
     assert csp["script-src"] == ["'self'"]
-    assert csp["style-src"] == ["'self'"]
+    # The nonce is for the <style> elements of GraphiQL's dialogs, new on every page.
+    nonce = Tags(response.text).body["data-style-nonce"]
+    assert csp["style-src"] == ["'self'", f"'nonce-{nonce}'"]
+    again = await client.http.get("/graphql", headers=HTML)
+    assert Tags(again.text).body["data-style-nonce"] != nonce
     assert csp["connect-src"] == ["'self'"]
     assert csp["frame-ancestors"] == ["'none'"]
     assert response.headers["x-content-type-options"] == "nosniff"
@@ -201,6 +205,7 @@ async def test_setup_script_speaks_graphql_transport_ws_with_the_headers(
 ) -> None:
     script = (await client.http.get("/graphiql/static/ctxgraph-graphiql.js")).text
     # graphql-ws's client (graphql-transport-ws) with the Headers tab as connection_init payload.
+    assert "window.__webpack_nonce__ = document.body.dataset.styleNonce" in script
     assert "graphqlWs.createClient" in script
     assert "connectionParams: headers" in script
     assert "GraphiQL.createFetcher" in script
@@ -260,7 +265,8 @@ async def test_without_node_the_page_uses_the_cdn_with_integrity(tmp_path: Path)
 
     csp = directives(response.headers["content-security-policy"])
     assert csp["script-src"] == ["'self'", "https://cdn.jsdelivr.net"]
-    assert csp["style-src"] == ["'self'", "https://cdn.jsdelivr.net"]
+    nonce = page.body["data-style-nonce"]
+    assert csp["style-src"] == ["'self'", "https://cdn.jsdelivr.net", f"'nonce-{nonce}'"]
     assert csp["connect-src"] == ["'self'"]
     assert response.headers["x-content-type-options"] == "nosniff"
 

@@ -9,6 +9,7 @@ served from here, so the page needs no inline script or style.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from html import escape
 from typing import Literal
@@ -30,8 +31,13 @@ class PageUrls:
         return f"{self.vendor}/{asset.key}"
 
 
-def content_security_policy(mode: Mode) -> str:
-    """Scripts and styles from this server only (plus the CDN in CDN mode)."""
+def content_security_policy(mode: Mode, style_nonce: str) -> str:
+    """Scripts and styles from this server only (plus the CDN in CDN mode).
+
+    `style_nonce` admits the <style> elements that GraphiQL's dialogs insert
+    (react-remove-scroll, which tags them with the page's nonce); no inline
+    script is allowed at all.
+    """
     extra = ""
     if mode == "cdn":
         parts = urlsplit(CDN_BASE)
@@ -40,7 +46,7 @@ def content_security_policy(mode: Mode) -> str:
         [
             "default-src 'none'",
             f"script-src 'self'{extra}",
-            f"style-src 'self'{extra}",
+            f"style-src 'self'{extra} 'nonce-{style_nonce}'",
             # GraphiQL's icons and fonts are data: URLs inside its stylesheet.
             "img-src 'self' data:",
             "font-src 'self' data:",
@@ -53,9 +59,9 @@ def content_security_policy(mode: Mode) -> str:
     )
 
 
-def security_headers(mode: Mode) -> dict[str, str]:
+def security_headers(mode: Mode, style_nonce: str) -> dict[str, str]:
     return {
-        "Content-Security-Policy": content_security_policy(mode),
+        "Content-Security-Policy": content_security_policy(mode, style_nonce),
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
         "X-Frame-Options": "DENY",
@@ -77,8 +83,16 @@ def _notice(reason: str) -> str:
     )
 
 
+def new_style_nonce() -> str:
+    return secrets.token_urlsafe(18)
+
+
 def render_page(
-    mode: Mode, urls: PageUrls, assets: tuple[VendorAsset, ...] | list[VendorAsset], reason: str
+    mode: Mode,
+    urls: PageUrls,
+    assets: tuple[VendorAsset, ...] | list[VendorAsset],
+    reason: str,
+    style_nonce: str,
 ) -> str:
     """The HTML of the GraphiQL page."""
     styles: list[str] = []
@@ -111,7 +125,7 @@ def render_page(
             *styles,
             f'<link rel="stylesheet" href="{static}/ctxgraph-graphiql.css">',
             "</head>",
-            f'<body data-graphiql-mode="{mode}">',
+            f'<body data-graphiql-mode="{mode}" data-style-nonce="{escape(style_nonce)}">',
             notice,
             '<div id="graphiql">Loading GraphiQL\u2026</div>',
             *scripts,

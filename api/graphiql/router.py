@@ -18,7 +18,7 @@ from strawberry.http.typevars import RootValue
 from strawberry.types.unset import UnsetType
 
 from api.graphiql.assets import GraphiQLAssets
-from api.graphiql.page import Mode, PageUrls, render_page, security_headers
+from api.graphiql.page import Mode, PageUrls, new_style_nonce, render_page, security_headers
 from api.security.auth import authenticate_ws
 
 ASSET_PATH = "/graphiql"
@@ -57,13 +57,15 @@ class GraphiQLRouter(GraphQLRouter[Context, RootValue]):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(build), self.assets.build_timeout + 5)
         mode: Mode = "self-hosted" if self.assets.ready else "cdn"
+        nonce = new_style_nonce()
         html = render_page(
             mode,
             _urls(request, self.asset_path),
             list(self.assets.assets),
             self.assets.reason or "its build has not finished",
+            nonce,
         )
-        return HTMLResponse(html, headers=security_headers(mode))
+        return HTMLResponse(html, headers=security_headers(mode, nonce))
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         # API keys (api/security/auth.py): the key travels in connection_init's payload.

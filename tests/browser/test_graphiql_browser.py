@@ -234,6 +234,12 @@ def test_graphiql_in_chromium(server: Server) -> None:
             )
             _set_editor(page, headers_editor, json.dumps({"Authorization": TOKEN}, indent=2))
 
+            # GraphiQL's dialogs insert <style> elements: the CSP's nonce admits them.
+            page.click("button[aria-label='Open short keys dialog']")
+            page.get_by_role("heading", name="Short Keys").wait_for(timeout=STEP_TIMEOUT_MS)
+            page.keyboard.press("Escape")
+            page.get_by_role("dialog").wait_for(state="detached", timeout=STEP_TIMEOUT_MS)
+
             # With the key in place, introspect again: the docs explorer lists the root types.
             page.click("button[aria-label='Re-fetch GraphQL schema']")
             page.click("button[aria-label='Show Documentation Explorer']")

@@ -11,17 +11,21 @@
   "use strict";
 
   var container = document.getElementById("graphiql");
+
+  // GraphiQL's dialogs insert <style> elements (react-remove-scroll) tagged
+  // with this global; the page's CSP admits styles with this nonce only.
+  window.__webpack_nonce__ = document.body.dataset.styleNonce;
   var httpUrl = location.origin + location.pathname;
   var wsUrl = httpUrl.replace(/^http/, "ws");
 
   var DEFAULT_QUERY = [
-    "# ctxgraph in GraphiQL. Run an operation with Ctrl-Enter or the \u25b6 button.",
+    "# ctxgraph: run with Ctrl-Enter or the \u25b6 button.",
     "#",
-    "# Authorization: fill in the Headers tab below, e.g.",
-    '#   {"Authorization": "Bearer <token>"}',
-    "# Those headers go with every request, and in the WebSocket",
-    "# connection_init payload for subscriptions.",
-    "# The book icon on the left opens the docs explorer.",
+    "# Authorization: fill in the Headers tab below:",
+    '#   {"Authorization": "Bearer <key>"}',
+    "# It goes with every request, and in connection_init",
+    "# for subscriptions (WebSocket).",
+    "# Docs: the book icon, top left.",
     "",
     "query RecentContexts {",
     "  contexts(first: 10) {",
