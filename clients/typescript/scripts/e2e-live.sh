@@ -17,6 +17,13 @@ server=$!
 cleanup() {
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
+  # The embedded PostgreSQL normally stops with the server; make sure of it
+  # before its data directory goes away.
+  pidfile="$work/data/pgdata/postmaster.pid"
+  if [ -f "$pidfile" ]; then
+    kill "$(head -n 1 "$pidfile")" 2>/dev/null || true
+    for _ in $(seq 1 100); do [ -f "$pidfile" ] || break; sleep 0.1; done
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
