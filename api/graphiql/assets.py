@@ -190,7 +190,7 @@ class GraphiQLAssets:
             return self._future
 
     def build(self) -> AssetState:
-        """Prepare the files in this thread (the command-line path); the final state."""
+        """Prepare the files and wait for the outcome (the command-line path); the final state."""
         self.start().result()
         return self.state
 
