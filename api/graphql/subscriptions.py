@@ -23,6 +23,7 @@ import strawberry
 from graphql import GraphQLError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Row
+from strawberry.dataloader import DataLoader
 
 from api.errors import BadUserInput, CtxgraphError
 from api.graphql.context import Info, RequestContext
@@ -127,13 +128,21 @@ async def message_stream(
                 for row in page.rows:
                     # Loaders cache for the life of the WebSocket (one context
                     # per connection); each message must see fresh data.
-                    ctx.loaders = Loaders(ctx.db)
+                    _forget_cached(ctx.loaders)
                     yield row
                     delivered = watch.delivered = row.version
                 if not page.has_next:
                     await watch.wait(seen, realtime.recheck_interval)
     finally:
         ctx.subscriptions -= 1
+
+
+def _forget_cached(loaders: Loaders) -> None:
+    """Empty every loader's cache. Cheaper than building new Loaders, which took about
+    an eighth of the server's CPU per event with 100 subscribers (py-spy)."""
+    for loader in vars(loaders).values():
+        if isinstance(loader, DataLoader):
+            loader.clear_all()
 
 
 def _is_transient(exc: Exception) -> bool:
