@@ -107,12 +107,42 @@ def check_name(name: str | None, limits: Limits) -> str | None:
     return check_text(name, "name", limits.max_name_length, "CTXGRAPH_MAX_NAME_LENGTH")
 
 
+MAX_METADATA_DEPTH = 100
+"""How deeply objects and arrays may nest in metadata. Far below what 16 KiB allows,
+and far above real use: json.dumps recurses, and a document nested ~900 deep would
+exhaust Python's recursion limit (an internal error instead of BAD_USER_INPUT)."""
+
+
+def _nesting_depth(value: Any, limit: int) -> int:
+    """Nesting depth of objects/arrays in a JSON value (iterative; stops past `limit`)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def check_metadata(metadata: Any, limits: Limits, argument: str = "metadata") -> dict[str, Any]:
-    """A JSON object within the size limit."""
+    """A JSON object within the size and nesting limits."""
     if not isinstance(metadata, dict):
         raise BadUserInput(
             f'`{argument}` must be a JSON object such as {{"user": "u1"}} '
             f"(got {type(metadata).__name__})."
+        )
+    if _nesting_depth(metadata, MAX_METADATA_DEPTH) > MAX_METADATA_DEPTH:
+        raise BadUserInput(
+            f"`{argument}` nests objects and arrays more than {MAX_METADATA_DEPTH} levels deep; "
+            "flatten it."
         )
     try:
         serialized = json.dumps(
