@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -40,6 +41,10 @@ def _migrate(url: str) -> None:
         raise DatabaseConfigError(f"migrating the database at {redact(url)} failed: {exc}") from exc
 
 
+def _exit_after_shutdown(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -57,6 +62,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         if (warning := open_access_warning(args.host, settings)) is not None:
             print(warning, file=sys.stderr)
+        # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal
+        # with this handler back in place: exit normally so `finally` stops the
+        # embedded server (the default handler would kill the process first).
+        signal.signal(signal.SIGTERM, _exit_after_shutdown)
         uvicorn.run(
             "api.app:create_app",
             factory=True,

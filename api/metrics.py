@@ -54,7 +54,11 @@ class PoolCollector(Collector):
             ("ctxgraph_db_pool_size", "Connections the pool keeps open.", pool.size()),
             ("ctxgraph_db_pool_checked_out", "Connections in use by requests.", pool.checkedout()),
             ("ctxgraph_db_pool_checked_in", "Idle connections in the pool.", pool.checkedin()),
-            ("ctxgraph_db_pool_overflow", "Connections open beyond pool_size.", pool.overflow()),
+            (
+                "ctxgraph_db_pool_overflow",
+                "Connections open beyond pool_size.",
+                max(0, pool.overflow()),
+            ),
         ):
             yield GaugeMetricFamily(name, doc, value=float(value))
 
@@ -62,7 +66,7 @@ class PoolCollector(Collector):
 class Metrics:
     def __init__(self, state: Any) -> None:
         # The *_created series only double the output (process-wide switch).
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "ctxgraph_http_requests",

@@ -192,6 +192,74 @@ class Settings(BaseSettings):
         description="Serve Prometheus metrics at /metrics (behind the API keys when set).",
     )
 
+    # --- security and operations (api/security/, api/metrics.py) -------------------
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated API keys. Set: every GraphQL operation needs "
+        "`Authorization: Bearer <key>` (WebSocket: in the connection_init payload). Unset "
+        "(and no api_key_hashes): the API is open. Only SHA-256 digests are kept in memory.",
+    )
+    api_key_hashes: str | None = Field(
+        default=None,
+        description="Comma-separated hex SHA-256 digests of API keys (`printf %s KEY | "
+        "sha256sum`), so the keys themselves need not be in the environment.",
+    )
+    introspection: bool = Field(
+        default=True, description="Answer __schema/__type queries (GraphiQL's docs need them)."
+    )
+    max_query_depth: int = Field(
+        default=20,
+        ge=1,
+        description="Deepest nesting of fields in one operation (GraphiQL's introspection "
+        "query is 15 deep).",
+    )
+    max_query_aliases: int = Field(
+        default=30, ge=0, description="Aliased fields in one operation (fragments counted per use)."
+    )
+    max_query_tokens: int = Field(
+        default=2_000,
+        ge=100,
+        description="Lexical tokens (comments included) of one GraphQL document; checked while "
+        "parsing.",
+    )
+    max_query_cost: int = Field(
+        default=50_000,
+        ge=1,
+        description="Objects an operation may ask for: page sizes multiplied through nested "
+        "connections and lists. contexts(first: 500) { nodes { messages(last: 500) ... } } "
+        "costs 250,500.",
+    )
+    max_batch_operations: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="Operations in one HTTP request (a JSON array body). 1: batching is off.",
+    )
+    statement_timeout: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds one SQL statement may run before PostgreSQL cancels it; 0: no limit.",
+    )
+    shutdown_timeout: int = Field(
+        default=30,
+        ge=1,
+        description="Seconds `ctxgraph serve` waits for in-flight requests after SIGTERM.",
+    )
+    cors_origins: str = Field(
+        default="",
+        description="Comma-separated origins allowed to call the API from a browser "
+        "(https://app.example.com), or *. Empty: no CORS headers (same origin only).",
+    )
+    access_log: bool = Field(
+        default=True,
+        description="One JSON line per request on the ctxgraph.access logger (request id, "
+        "operation, status, duration).",
+    )
+    metrics: bool = Field(
+        default=True,
+        description="Serve Prometheus metrics at /metrics (behind the API keys when set).",
+    )
+
     log_level: str = Field(default="INFO")
 
     @field_validator("database_url", "database_direct_url")

@@ -10,13 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-from httpx_ws import WebSocketDisconnect, aconnect_ws
+from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, aconnect_ws
 from httpx_ws.transport import ASGIWebSocketTransport
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.app import create_app
-from api.security.auth import ApiKeys, authenticate, open_access_warning
 from api.errors import Unauthenticated
+from api.security.auth import ApiKeys, authenticate, open_access_warning
 from tests.conftest import RollbackConnector, test_settings
 
 KEYS = "first-key-0123456789,second-key-abcdefghij"
@@ -82,7 +82,9 @@ async def test_probes_and_ide_page_stay_open(conn: AsyncConnection) -> None:
         assert page.headers["content-type"].startswith("text/html")
         # The metrics are behind the keys (they name operations).
         assert_unauthenticated(await http.get("/metrics"))
-        assert (await http.get("/metrics", headers=bearer("first-key-0123456789"))).status_code == 200
+        assert (
+            await http.get("/metrics", headers=bearer("first-key-0123456789"))
+        ).status_code == 200
 
 
 async def test_unset_keys_mean_open(conn: AsyncConnection) -> None:
@@ -105,7 +107,8 @@ def test_only_digests_are_kept() -> None:
     keys = ApiKeys.from_settings(settings)
     assert len(keys.digests) == 2
     assert all(len(d) == 32 for d in keys.digests)
-    assert "first-key" not in repr(keys) and "first-key" not in repr(settings)
+    assert "first-key" not in repr(keys)
+    assert "first-key" not in repr(settings)
     with pytest.raises(ValueError, match="SHA-256"):
         ApiKeys.from_settings(test_settings(api_key_hashes="abc"))
 
@@ -123,6 +126,7 @@ def test_authenticate_reads_headers_or_payloads() -> None:
 async def ws_outcome(http: httpx.AsyncClient, payload: Any) -> tuple[str, Any]:
     """('ack', result of `{ __typename }`) or ('closed', close code)."""
     codes: list[int] = []
+    ws: AsyncWebSocketSession
     try:
         async with aconnect_ws("/graphql", http, subprotocols=["graphql-transport-ws"]) as ws:
             init: dict[str, Any] = {"type": "connection_init"}
@@ -177,7 +181,8 @@ def test_open_access_warning(host: str, keys: str | None, warns: bool) -> None:
     warning = open_access_warning(host, test_settings(api_keys=keys))
     assert (warning is not None) == warns
     if warning is not None:
-        assert "\n" not in warning and "CTXGRAPH_API_KEYS" in warning
+        assert "\n" not in warning
+        assert "CTXGRAPH_API_KEYS" in warning
 
 
 async def test_keys_never_reach_the_logs(
@@ -188,4 +193,5 @@ async def test_keys_never_reach_the_logs(
         await http.post("/graphql", json=QUERY, headers=bearer("first-key-0123456789"))
         await http.post("/graphql", json=QUERY, headers=bearer("a-wrong-key-attempt"))
     assert caplog.records, "the access log wrote nothing"
-    assert "first-key" not in caplog.text and "a-wrong-key-attempt" not in caplog.text
+    assert "first-key" not in caplog.text
+    assert "a-wrong-key-attempt" not in caplog.text

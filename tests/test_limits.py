@@ -57,23 +57,38 @@ async def test_normal_contract_queries_pass(client: GraphQLClient) -> None:
     rid, cid = root["id"], child["id"]
     queries = [
         # A full history page and the largest page in one go.
-        ("query($id: ID!) { context(id: $id) { messages(first: 500) { nodes { id version "
-         "role content tokenCount context { id } } pageInfo { hasNextPage endCursor } "
-         "totalCount } } }", {"id": cid}),
+        (
+            "query($id: ID!) { context(id: $id) { messages(first: 500) { nodes { id version "
+            "role content tokenCount context { id } } pageInfo { hasNextPage endCursor } "
+            "totalCount } } }",
+            {"id": cid},
+        ),
         # A dashboard: 50 contexts with their 50 latest messages (edges and nodes).
-        ("{ contexts(first: 50) { totalCount edges { cursor node { id name messageCount "
-         "latestVersion parent { id } root { id } messages(last: 50) { edges { cursor node { "
-         "id version content } } } } } pageInfo { hasNextPage } } }", None),
+        (
+            "{ contexts(first: 50) { totalCount edges { cursor node { id name messageCount "
+            "latestVersion parent { id } root { id } messages(last: 50) { edges { cursor node { "
+            "id version content } } } } } pageInfo { hasNextPage } } }",
+            None,
+        ),
         # The fork tree around a context, with each fork's first messages.
-        ("query($id: ID!) { context(id: $id) { ancestors { id name } depth root { id "
-         "descendants(first: 100) { nodes { id forkVersion parent { id } messages(first: 20) "
-         "{ nodes { version } } } } forks(first: 100) { nodes { id } } } } }", {"id": rid}),
+        (
+            "query($id: ID!) { context(id: $id) { ancestors { id name } depth root { id "
+            "descendants(first: 100) { nodes { id forkVersion parent { id } messages(first: 20) "
+            "{ nodes { version } } } } forks(first: 100) { nodes { id } } } } }",
+            {"id": rid},
+        ),
         # A message with its context, its branches and neighbours.
-        ("query($id: ID!) { context(id: $id) { message(version: 2) { id forks { id "
-         "messages(first: 10) { nodes { id } } } similar(first: 10) { distance message { id } } "
-         "context { id } } } }", {"id": rid}),
-        ("query($id: ID!) { node(id: $id) { id ... on Context { messages(last: 100) { nodes "
-         "{ id } } } } }", {"id": cid}),
+        (
+            "query($id: ID!) { context(id: $id) { message(version: 2) { id forks { id "
+            "messages(first: 10) { nodes { id } } } similar(first: 10) { distance message { id } } "
+            "context { id } } } }",
+            {"id": rid},
+        ),
+        (
+            "query($id: ID!) { node(id: $id) { id ... on Context { messages(last: 100) { nodes "
+            "{ id } } } } }",
+            {"id": cid},
+        ),
     ]
     for query, variables in queries:
         await client.data(query, variables)
@@ -85,7 +100,8 @@ async def test_cost_refused_before_any_sql(client: GraphQLClient, statements: St
         "{ contexts(first: 500) { nodes { id messages(last: 500) { nodes { id } } } } }"
     )
     message = refused(body, "CTXGRAPH_MAX_QUERY_COST")
-    assert "250,500" in message and "50,000" in message
+    assert "250,500" in message
+    assert "50,000" in message
     assert len(statements) == 0, statements.statements
 
 
@@ -134,8 +150,7 @@ async def test_exponential_fragments_are_refused_quickly(
     # Each fragment spreads the next twice: 2^40 copies if expanded naively. The
     # analysis memoizes fragments, so this answers at once (a hang would time out CI).
     fragments = " ".join(
-        f"fragment F{i} on Query {{ ...F{i + 1} a{i}: __typename ...F{i + 1} }}"
-        for i in range(40)
+        f"fragment F{i} on Query {{ ...F{i + 1} a{i}: __typename ...F{i + 1} }}" for i in range(40)
     )
     statements.clear()
     body = await client.execute(
@@ -181,7 +196,10 @@ async def test_introspection_fan_out_refused(client: GraphQLClient) -> None:
     # introspection depth rule and the cost limit both stop it.
     for levels in (3, 4):
         body = await client.execute(
-            "{ __schema { types { " + "fields { type { " * levels + "name" + " } }" * levels
+            "{ __schema { types { "
+            + "fields { type { " * levels
+            + "name"
+            + " } }" * levels
             + " } } }"
         )
         (error,) = body["errors"]
@@ -250,9 +268,7 @@ async def test_batched_operations_refused(
     http: httpx.AsyncClient, statements: StatementLog
 ) -> None:
     statements.clear()
-    response = await http.post(
-        "/graphql", json=[{"query": "{ contexts { totalCount } }"}] * 2
-    )
+    response = await http.post("/graphql", json=[{"query": "{ contexts { totalCount } }"}] * 2)
     assert response.status_code == 400
     refused(response.json(), "CTXGRAPH_MAX_BATCH_OPERATIONS")
     assert len(statements) == 0

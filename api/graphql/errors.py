@@ -16,6 +16,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from api.errors import CtxgraphError
+from api.security.failures import SERVICE_UNAVAILABLE
 from api.security.failures import classify as classify_failure
 
 log = logging.getLogger("ctxgraph.errors")
@@ -39,7 +40,7 @@ def coded(error: GraphQLError, request_id: str | None) -> GraphQLError:
         message = "Internal server error" + (f" (request id {request_id})." if request_id else ".")
     extensions = dict(error.extensions or {})
     extensions["code"] = code
-    if code == INTERNAL and request_id:
+    if code in (INTERNAL, SERVICE_UNAVAILABLE) and request_id:
         extensions["requestId"] = request_id
     return GraphQLError(
         message,
