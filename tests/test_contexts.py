@@ -1040,3 +1040,32 @@ async def test_forged_cursors_are_bad_user_input(
     )
     assert error["extensions"]["code"] == "BAD_USER_INPUT", error
     assert f"`{argument}`" in error["message"]
+
+
+async def test_later_mutations_in_one_request_see_earlier_writes(client: GraphQLClient) -> None:
+    """Mutation fields run in order; per-request loader caches must not serve a later
+    field what an earlier one read before its write."""
+    ctx = await create_context(client, name="before", messages=[user("a")])
+    body = await client.data(
+        "mutation($id: ID!) {"
+        ' a: appendMessages(contextId: $id, messages: [{role: USER, content: "b"}]) {'
+        " context { latestVersion messageCount messages { totalCount nodes { content } } } }"
+        ' b: appendMessages(contextId: $id, messages: [{role: USER, content: "c"}]) {'
+        " context { latestVersion messageCount messages { totalCount nodes { content } } } }"
+        " f1: forkContext(id: $id) { parent { forks { totalCount } } }"
+        " f2: forkContext(id: $id) { parent { forks { totalCount } } }"
+        ' r: renameContext(id: $id, name: "after") { name }'
+        " f3: forkContext(id: $id) { parent { name forks { totalCount } } }"
+        " d: deleteContext(id: $id) { deletedAt }"
+        "}",
+        {"id": ctx["id"]},
+    )
+    assert body["a"]["context"]["latestVersion"] == 2
+    assert body["b"]["context"]["latestVersion"] == 3
+    assert body["b"]["context"]["messageCount"] == 3
+    assert body["b"]["context"]["messages"]["totalCount"] == 3
+    assert [n["content"] for n in body["b"]["context"]["messages"]["nodes"]] == ["a", "b", "c"]
+    assert body["f1"]["parent"]["forks"]["totalCount"] == 1
+    assert body["f2"]["parent"]["forks"]["totalCount"] == 2
+    assert body["f3"]["parent"] == {"name": "after", "forks": {"totalCount": 3}}
+    assert body["d"]["deletedAt"] is not None

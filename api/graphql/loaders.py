@@ -48,6 +48,13 @@ class Loaders:
             self._grouped(tree.tree_counts)
         )
 
+    def clear(self) -> None:
+        """Forget everything loaded so far. A write makes it stale: mutation fields run one
+        after another in a request, and a later one must not see an earlier one's reads."""
+        for loader in vars(self).values():
+            if isinstance(loader, DataLoader):
+                loader.clear_all()
+
     def _by_id(
         self, fetch: Callable[[AsyncConnection, Sequence[uuid.UUID]], Awaitable[dict[uuid.UUID, V]]]
     ) -> Callable[[list[uuid.UUID]], Awaitable[list[V | None]]]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.scalars import JSON
 
 from api.graphql.context import Info
@@ -14,6 +17,16 @@ from api.store import contexts as contexts_store
 from api.store import messages as messages_store
 from api.store.inputs import check_embedding, check_metadata, check_name, check_version, parse_id
 from api.store.notify import notify_appended
+
+
+@asynccontextmanager
+async def _write(info: Info) -> AsyncIterator[AsyncConnection]:
+    """The mutation's one transaction. Mutation fields of a request run one after
+    another, so what the loaders cached before this write (for earlier fields) is
+    stale once it commits: forget it."""
+    async with info.context.db.transaction() as conn:
+        yield conn
+    info.context.loaders.clear()
 
 
 @strawberry.type(description="The result of appendMessages.")
@@ -48,7 +61,7 @@ class Mutation:
         limits = info.context.limits
         new = to_new_messages(messages or [], limits, allow_empty=True)
         meta = {} if metadata is None else check_metadata(metadata, limits)
-        async with info.context.db.transaction() as conn:
+        async with _write(info) as conn:
             created = await contexts_store.create_context(conn, check_name(name, limits), meta, new)
             if new:
                 await notify_appended(conn, created.id, created.latest_version)
@@ -64,7 +77,7 @@ class Mutation:
         ] = None,
     ) -> Context:
         key, checked = parse_id(id), check_name(name, info.context.limits)
-        async with info.context.db.transaction() as conn:
+        async with _write(info) as conn:
             return await contexts_store.update_context(conn, key, name=checked)  # type: ignore[return-value]
 
     @strawberry.mutation(description="Replace the metadata object.")
@@ -79,7 +92,7 @@ class Mutation:
         ],
     ) -> Context:
         key, meta = parse_id(id), check_metadata(metadata, info.context.limits)
-        async with info.context.db.transaction() as conn:
+        async with _write(info) as conn:
             return await contexts_store.update_context(conn, key, metadata=meta)  # type: ignore[return-value]
 
     @strawberry.mutation(description="Soft delete. Forks of it keep working.")
@@ -89,7 +102,7 @@ class Mutation:
         id: Annotated[strawberry.ID, strawberry.argument(description="The context to delete.")],
     ) -> Context:
         key = parse_id(id)
-        async with info.context.db.transaction() as conn:
+        async with _write(info) as conn:
             return await contexts_store.set_deleted(conn, key, True)  # type: ignore[return-value]
 
     @strawberry.mutation(description="Undo deleteContext.")
@@ -101,7 +114,7 @@ class Mutation:
         ],
     ) -> Context:
         key = parse_id(id)
-        async with info.context.db.transaction() as conn:
+        async with _write(info) as conn:
             return await contexts_store.set_deleted(conn, key, False)  # type: ignore[return-value]
 
     @strawberry.mutation(
@@ -127,7 +140,7 @@ class Mutation:
         key = parse_id(context_id, "contextId")
         new = to_new_messages(messages, info.context.limits)
         check_version(expected_version, "expectedVersion")
-        async with info.context.db.transaction() as conn:
+        async with _write(info) as conn:
             rows = await messages_store.append_messages(conn, key, new, expected_version)
             # Delivered by PostgreSQL at commit, and only if the append commits.
             await notify_appended(conn, key, rows[-1].version)
@@ -155,7 +168,7 @@ class Mutation:
         key = parse_id(id)
         check_version(at_version, "atVersion")
         meta = None if metadata is None else check_metadata(metadata, limits)
-        async with info.context.db.transaction() as conn:
+        async with _write(info) as conn:
             return await contexts_store.fork_context(  # type: ignore[return-value]
                 conn, key, at_version, check_name(name, limits), meta
             )
@@ -167,7 +180,7 @@ class Mutation:
         id: Annotated[strawberry.ID, strawberry.argument(description="The message to delete.")],
     ) -> Message:
         key = parse_id(id)
-        async with info.context.db.transaction() as conn:
+        async with _write(info) as conn:
             return await messages_store.delete_message(conn, key)  # type: ignore[return-value]
 
     @strawberry.mutation(description="Store (or replace) a message's embedding.")
@@ -180,5 +193,5 @@ class Mutation:
         ],
     ) -> Message:
         key, vector = parse_id(id), check_embedding(embedding)
-        async with info.context.db.transaction() as conn:
+        async with _write(info) as conn:
             return await messages_store.set_embedding(conn, key, vector)  # type: ignore[return-value]
