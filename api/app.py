@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
         # One LISTEN connection per process, on a direct (non-pooled) URL.
         realtime = Realtime.create(settings, settings.database_direct_url or db.url)
         try:
-            await realtime.start(timeout=settings.connect_timeout)
+            await realtime.start(db.connector, timeout=settings.connect_timeout)
         except BaseException:
             await db.close()
             raise

@@ -6,9 +6,10 @@ direct asyncpg connection, whatever the number of subscribers) that hands
 every notification to the process's `Hub`; the hub wakes the `Watch`es of that
 context. A woken subscriber never trusts the notification for content: it
 reads the history after the last version it delivered from the database. So a
-dropped notification, a listener reconnect or a slow consumer loses nothing;
-subscribers also re-read every few seconds as a safety net, and the listener
-wakes everyone after it reconnects.
+dropped notification, a listener reconnect or a slow consumer loses nothing:
+the listener wakes everyone after it reconnects, and every few seconds one
+query (for the whole process) finds the contexts whose latest version is past
+what their subscribers were told, and wakes those.
 
 The listener needs a session-level connection: LISTEN does not work through a
 transaction-pooling PgBouncer, hence CTXGRAPH_DATABASE_DIRECT_URL.
@@ -27,9 +28,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]  # no stubs
 
-from api.db import DatabaseConfigError, redact, to_asyncpg_url, to_libpq_url
+from api.db import Connector, DatabaseConfigError, redact, to_asyncpg_url, to_libpq_url
 from api.settings import Settings
-from api.store.notify import CHANNEL, parse_payload
+from api.store.notify import CHANNEL, latest_versions, parse_payload
 
 log = logging.getLogger("ctxgraph.realtime")
 
@@ -60,7 +61,7 @@ class Watch:
             self.notified_version = version
         self._event.set()
 
-    async def wait(self, seen: int, timeout: float) -> bool:
+    async def wait(self, seen: int, timeout: float | None) -> bool:
         """Wait until a version above `seen` is announced, at most `timeout` seconds.
 
         `seen` is `notified_version` as it was when the caller's last read
@@ -70,7 +71,7 @@ class Watch:
         net for notifications that never came.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = None if timeout is None else loop.time() + timeout
         self.waiting = True
         try:
             while True:
@@ -79,8 +80,8 @@ class Watch:
                     return True
                 # No await between the check above and clear(): no wake-up is lost.
                 self._event.clear()
-                remaining = deadline - loop.time()
-                if remaining <= 0:
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
                     return False
                 try:
                     await asyncio.wait_for(self._event.wait(), remaining)
@@ -145,6 +146,30 @@ class Hub:
         interest.epoch += 1
         for w in interest.watches:
             w.wake(version)
+
+    def context_ids(self) -> list[uuid.UUID]:
+        """The contexts someone watches."""
+        return list(self._interests)
+
+    def catch_up(self, latest: dict[uuid.UUID, int]) -> int:
+        """Wake the watches behind their context's latest version (the periodic re-check);
+        how many. A watch already told of that version has read after it: not behind."""
+        woken = 0
+        for context_id, version in latest.items():
+            interest = self._interests.get(context_id)
+            if interest is None:
+                continue
+            behind = [
+                w
+                for w in interest.watches
+                if w.delivered is not None and version > max(w.delivered, w.notified_version)
+            ]
+            if behind:
+                interest.epoch += 1
+                for w in behind:
+                    w.wake(version)
+                woken += len(behind)
+        return woken
 
     def wake_all(self) -> None:
         """Make every watch re-read (after the listener was disconnected)."""
@@ -313,9 +338,10 @@ class Realtime:
     hub: Hub
     listener: Listener | None
     recheck_interval: float
-    """Seconds after which an idle subscriber re-reads anyway (missed notifications)."""
+    """Seconds between two safety-net checks for messages nobody announced."""
     max_per_connection: int
     """Subscriptions one WebSocket connection may run at once."""
+    _recheck: asyncio.Task[None] | None = None
 
     @classmethod
     def create(cls, settings: Settings, listen_url: str | None) -> Realtime:
@@ -336,15 +362,23 @@ class Realtime:
             max_per_connection=settings.subscriptions_per_connection,
         )
 
-    async def start(self, timeout: float) -> None:
-        """Start listening; DatabaseConfigError if LISTEN is not in place within `timeout`."""
+    @property
+    def subscriber_timeout(self) -> float | None:
+        """How long an idle subscriber waits before re-reading on its own: forever when
+        the process-wide re-check runs, else (no lifespan, e.g. some tests) the interval."""
+        return None if self._recheck is not None else self.recheck_interval
+
+    async def start(self, connector: Connector, timeout: float) -> None:
+        """Start the re-check and listening; DatabaseConfigError if LISTEN is not in
+        place within `timeout`."""
+        self._recheck = asyncio.create_task(self._recheck_loop(connector), name="ctxgraph-recheck")
         if self.listener is None:
             return
         self.listener.start()
         try:
             await self.listener.wait_listening(timeout)
         except TimeoutError:
-            await self.listener.stop()
+            await self.stop()
             raise DatabaseConfigError(
                 "cannot LISTEN for realtime notifications at "
                 f"{redact(self.listener.dsn)}: {self.listener.last_error or 'timed out'} "
@@ -352,5 +386,31 @@ class Realtime:
             ) from None
 
     async def stop(self) -> None:
+        if self._recheck is not None:
+            self._recheck.cancel()
+            try:
+                await self._recheck
+            except asyncio.CancelledError:
+                pass
+            self._recheck = None
         if self.listener is not None:
             await self.listener.stop()
+
+    async def _recheck_loop(self, connector: Connector) -> None:
+        """The safety net for notifications that never came: one query per interval for
+        the whole process (not one per subscriber), waking only the subscribers behind."""
+        while True:
+            await asyncio.sleep(self.recheck_interval)
+            ids = self.hub.context_ids()
+            if not ids:
+                continue
+            try:
+                async with connector.read() as conn:
+                    latest = await latest_versions(conn, ids)
+            except Exception as exc:
+                log.warning(
+                    "realtime re-check failed (next in %.1fs): %s", self.recheck_interval, exc
+                )
+                continue
+            if behind := self.hub.catch_up(latest):
+                log.info("re-check woke %d subscribers that missed a notification", behind)

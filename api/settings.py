@@ -96,8 +96,8 @@ class Settings(BaseSettings):
     subscription_recheck_interval: float = Field(
         default=5.0,
         gt=0,
-        description="Seconds after which an idle subscriber re-reads its context anyway, and "
-        "the listener checks its connection: the safety net for lost notifications.",
+        description="Seconds between two checks for appends no notification announced (one "
+        "query per process, not per subscriber) and between the listener's keepalives.",
     )
 
     # --- embeddings (optional provider for text search and auto-embedding) -----------

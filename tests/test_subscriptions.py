@@ -404,10 +404,24 @@ async def test_a_lost_notification_is_caught_up_by_the_recheck(database_url: str
         ctx = await create_context(s.client, t)
         socket = await s.socket()
         op = await socket.subscribe(ctx["id"], after_version=0)
+        others = [await s.socket() for _ in range(3)]
+        for other in others:
+            await other.subscribe((await create_context(s.client, t))["id"], after_version=0)
         await wait_until(
-            lambda: [w.waiting for w in s.hub.watches(uuid.UUID(ctx["id"]))] == [True], "idle"
+            lambda: len(s.hub.watches()) == 4 and all(w.waiting for w in s.hub.watches()), "idle"
         )
         connector: EngineConnector = app.state.connector
+        statements: list[str] = []
+        undo = count_statements(connector.engine, statements.append)
+        try:
+            await wait_until(
+                lambda: sum("latest_version FROM contexts" in q for q in statements) >= 3,
+                "three re-checks",
+            )
+        finally:
+            undo()
+        # Idle subscribers cost one query per interval for the process, nothing each.
+        assert all("latest_version FROM contexts" in q for q in statements), statements
         async with connector.transaction() as conn:  # the store's append, without notify
             await messages_store.append_messages(
                 conn, uuid.UUID(ctx["id"]), [NewMessage(role="user", content="silent")], None

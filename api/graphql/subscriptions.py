@@ -3,7 +3,7 @@
 `messageAppended` registers its interest with the process's realtime hub
 BEFORE it reads anything, then reads the history after the last version it
 delivered whenever the hub wakes it (a NOTIFY from an append, a listener
-reconnect) or every few seconds. Reads are by version from the database, so
+reconnect, the process's periodic re-check). Reads are by version from the database, so
 the switch from replay to live has no gap and no duplicate, and a dropped
 notification is caught up by the next read.
 
@@ -132,7 +132,7 @@ async def message_stream(
                     yield row
                     delivered = watch.delivered = row.version
                 if not page.has_next:
-                    await watch.wait(seen, realtime.recheck_interval)
+                    await watch.wait(seen, realtime.subscriber_timeout)
     finally:
         ctx.subscriptions -= 1
 

@@ -9,6 +9,7 @@ PostgreSQL delivers it only if the append commits, and only after it did.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -40,3 +41,14 @@ def parse_payload(payload: str) -> tuple[uuid.UUID, int] | None:
         return uuid.UUID(context_id), int(version)
     except ValueError:
         return None
+
+
+async def latest_versions(
+    conn: AsyncConnection, context_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """latestVersion of each context (the realtime re-check), in one statement."""
+    result = await conn.execute(
+        sa.text("SELECT id, latest_version FROM contexts WHERE id = ANY(:ids)"),
+        {"ids": list(context_ids)},
+    )
+    return {row.id: int(row.latest_version) for row in result}
