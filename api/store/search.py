@@ -85,8 +85,12 @@ class QueryVector:
 
     def sql(self, params: dict[str, Any]) -> str:
         if self.values is not None:
-            params["q"] = "[" + ",".join(repr(float(v)) for v in self.values) + "]"
-            return "CAST(:q AS vector)"
+            # Sent as a binary float4[] (6 KB; formatting and parsing a 30 KB text
+            # literal cost more than the search itself), cast once: a scalar subquery
+            # is an InitPlan, while a bare cast of the parameter is redone for every
+            # row once PostgreSQL uses a generic plan for the prepared statement.
+            params["q"] = self.values
+            return "(SELECT CAST(CAST(:q AS real[]) AS vector))"
         params["qid"] = self.message_id
         # An uncorrelated scalar subquery: evaluated once (InitPlan), usable by the index.
         return "(SELECT qm.embedding FROM messages qm WHERE qm.id = :qid)"
@@ -195,28 +199,35 @@ def _exact_sql(query: QueryVector, req: SearchRequest, scope: _Scope) -> tuple[s
     q = query.sql(params)
     conditions = [*_row_filters(req, params), "m.embedding IS NOT NULL"]
     prefix = ""
+    distance = f"m.embedding <=> {q}"
     if scope.kind == "context":
         chain, joins = _context_chain(req, params)
         prefix = f"RECURSIVE {chain}, "
-        source = f"chain ch JOIN messages m ON {' AND '.join(joins)}"
-    elif scope.kind == "tree":
-        params["ctx"] = scope.context_ids
-        source = "messages m"
-        conditions.append("m.context_id = ANY(CAST(:ctx AS uuid[]))")
+        # One range scan of (context_id, version) per segment of the chain. OFFSET 0
+        # keeps the subquery from being flattened into a hash join over a sequential
+        # scan of all messages (the planner cannot tell the chain is a few rows).
+        rows = (
+            "SELECT s.id, s.distance FROM chain ch CROSS JOIN LATERAL ("
+            f"SELECT m.id, {distance} AS distance FROM messages m"
+            f" WHERE {' AND '.join([*joins, *conditions])} OFFSET 0) s"
+        )
     else:
-        source = "messages m"
-        conditions.append(_OWNER_LIVE)
-    distance = f"m.embedding <=> {q}"
+        if scope.kind == "tree":
+            params["ctx"] = scope.context_ids
+            conditions.append("m.context_id = ANY(CAST(:ctx AS uuid[]))")
+        else:
+            conditions.append(_OWNER_LIVE)
+        rows = (
+            f"SELECT m.id, {distance} AS distance FROM messages m WHERE {' AND '.join(conditions)}"
+        )
     # MATERIALIZED and no ORDER BY inside: the HNSW index cannot be used here,
     # so the set is enumerated through the B-tree and sorted exactly.
-    where = " AND ".join(conditions)
     outer = "WHERE d.distance IS NOT NULL"
     if req.max_distance is not None:
         outer += " AND d.distance <= :maxd"
         params["maxd"] = req.max_distance
     sql = (
-        f"WITH {prefix}d AS MATERIALIZED (SELECT m.id, {distance} AS distance FROM {source}"
-        f" WHERE {where}),"
+        f"WITH {prefix}d AS MATERIALIZED ({rows}),"
         f" top AS (SELECT d.id, d.distance FROM d {outer} ORDER BY d.distance, d.id LIMIT :k)"
         f" SELECT top.distance, {_MSG} FROM top JOIN messages m ON m.id = top.id"
         " ORDER BY top.distance, m.id"
