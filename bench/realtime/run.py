@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.server and not args.url:
         parser.error("--server needs --url (the database it serves)")
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="ctxgraph-realtime-") as tmp:
         data_dir = Path(tmp)
         embedded = None
@@ -257,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         "what": "append commit -> `next` frame read by the client, closed loop, one server "
         "process, subscribers on separate WebSockets",
         "cpus": os.cpu_count(),
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "runs": runs,
     }
     text = json.dumps(report, indent=2)
