@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -62,8 +63,11 @@ def user(content: str, **fields: object) -> MessageInput:
 @pytest.mark.slow
 def test_example_program(server: str) -> None:
     tag = f"user-{uuid.uuid4().hex}"
+    # The client package is used from its source tree (see pytest's pythonpath).
+    env = {**os.environ, "PYTHONPATH": str(REPO / "clients" / "python" / "src")}
     done = subprocess.run(
         [sys.executable, str(EXAMPLE), "--url", server, "--user", tag, "--json"],
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
