@@ -523,7 +523,7 @@ async def test_statements_per_search(client: GraphQLClient, statements: Statemen
         statements.clear()
         await similar(client, SEARCH_LEAN, e=space.query, first=first, scope="CONTEXT", cid=cid)
         seen.append(_search_statements(statements))
-    assert seen == [["SELECT", "WITH"]] * 2, statements.statements
+    assert seen == [["SELECT set_config", "WITH"]] * 2, statements.statements
     seen = []
     for first in (1, 5, 100):
         statements.clear()

@@ -137,6 +137,13 @@ class _Scope:
     context_ids: list[uuid.UUID] | None = None  # TREE: the live contexts of the tree
 
 
+# Every search statement is planned for its actual parameters. The driver prepares
+# statements, and after five executions PostgreSQL may switch to a generic plan,
+# which does not know the query vector, the roles or the LIMIT: measured at 100k
+# rows, a role-filtered index search went from 12-20 ms to 76-194 ms a query.
+_CUSTOM_PLANS = "set_config('plan_cache_mode', 'force_custom_plan', true) AS custom_plans"
+
+
 async def _resolve_scope(conn: AsyncConnection, req: SearchRequest) -> _Scope:
     if req.scope == "all":
         return _Scope("all", None)
@@ -144,7 +151,7 @@ async def _resolve_scope(conn: AsyncConnection, req: SearchRequest) -> _Scope:
     if req.scope == "context":
         row = (
             await conn.execute(
-                sa.text("SELECT message_count FROM contexts WHERE id = :cid"),
+                sa.text(f"SELECT message_count, {_CUSTOM_PLANS} FROM contexts WHERE id = :cid"),
                 {"cid": req.context_id},
             )
         ).one_or_none()
@@ -164,7 +171,8 @@ async def _resolve_scope(conn: AsyncConnection, req: SearchRequest) -> _Scope:
         " FROM down JOIN contexts c ON c.parent_id = down.id)"
         " SELECT count(*) AS n,"
         " coalesce(array_agg(id) FILTER (WHERE deleted_at IS NULL), '{}') AS ids,"
-        " coalesce(sum(own) FILTER (WHERE deleted_at IS NULL), 0) AS own FROM down"
+        " coalesce(sum(own) FILTER (WHERE deleted_at IS NULL), 0) AS own,"
+        f" {_CUSTOM_PLANS} FROM down"
     )
     row = (await conn.execute(sa.text(sql), {"cid": req.context_id})).one()
     if row.n == 0:
@@ -271,6 +279,7 @@ async def _configure_index_scan(conn: AsyncConnection, tuning: SearchTuning, fet
             "random_page_cost": str(tuning.random_page_cost),
             "enable_seqscan": force,
             "enable_sort": force,
+            "plan_cache_mode": "force_custom_plan",
         },
     )
 

@@ -207,7 +207,8 @@ def tree_rows(ds: Dataset) -> np.ndarray:
 
 def similarities(ds: Dataset, queries: np.ndarray) -> np.ndarray:
     """Cosine similarity of every row to every query: (rows, queries), one matrix product."""
-    return ds.vectors @ queries.T
+    sims: np.ndarray = ds.vectors @ queries.T
+    return sims
 
 
 def exact_neighbours(sims: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:

@@ -234,7 +234,11 @@ def serve(url: str) -> Iterator[str]:
         yield endpoint
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 QUERY = (
@@ -400,6 +404,9 @@ def markdown(result: dict[str, Any]) -> str:
             "|---|---:|---:|---:|---:|---:|",
         ]
         for lat in result["latency"]:
+            if "error" in lat:
+                lines.append(f"| {lat['case']} | failed: {lat['error']} | | | | |")
+                continue
             lines.append(
                 f"| {lat['case']} | {lat['requests']} (+{lat['warmup']} warm-up) |"
                 f" {lat['p50_ms']} | {lat['p95_ms']} | {lat['mean_ms']} | {lat['min_rows']} |"
@@ -429,6 +436,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--latency-requests", type=int, default=300)
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument(
+        "--skip-recall",
+        action="store_true",
+        help="only measure latency; keep the other figures of the last results file",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -447,14 +459,22 @@ def main(argv: list[str] | None = None) -> int:
             "load": asdict(load),
             "tuning": asdict(DEFAULT_TUNING),
         }
-        result.update(asyncio.run(run_searches(url, ds, args)))
+        previous = args.out / f"search-{args.rows}.json"
+        if args.skip_recall and previous.exists():
+            kept = json.loads(previous.read_text())
+            result.update({k: kept[k] for k in ("recall", "plans") if k in kept})
+        else:
+            result.update(asyncio.run(run_searches(url, ds, args)))
         if not args.skip_latency:
             all_cases = cases(ds)
             held = ds.queries[-(args.latency_requests + 50) :]
             result["latency"] = []
             with serve(url) as endpoint:
                 for case in all_cases[:4]:
-                    lat = latency(endpoint, ds, case, held[50:], warmup=50)
+                    try:
+                        lat = latency(endpoint, ds, case, held[50:], warmup=50)
+                    except (httpx.HTTPError, RuntimeError) as exc:
+                        lat = {"case": case.name, "error": repr(exc)}
                     say(f"  latency {lat}")
                     result["latency"].append(lat)
     finally:
