@@ -144,8 +144,9 @@ async def fork_context(
         " FROM contexts WHERE id = :pid FOR SHARE),"
         f" forked AS ({_FORK_COLUMNS}"
         " SELECT :name, coalesce(CAST(:meta AS jsonb), p.metadata), p.id, p.latest_version,"
-        " p.latest_version, p.message_count, p.total_tokens, clock_timestamp(), clock_timestamp()"
-        " FROM p WHERE p.deleted_at IS NULL"
+        " p.latest_version, p.message_count, p.total_tokens, t.now, t.now"
+        # One clock reading: created_at and updated_at of a new fork are equal.
+        " FROM p, LATERAL (SELECT clock_timestamp() AS now) t WHERE p.deleted_at IS NULL"
         " AND (CAST(:v AS bigint) IS NULL OR CAST(:v AS bigint) = p.latest_version)"
         f" RETURNING {CTX})"
         " SELECT p.deleted_at AS parent_deleted_at, p.latest_version AS parent_latest_version,"
@@ -176,7 +177,8 @@ async def fork_context(
     sql = (
         f"{_FORK_COLUMNS} SELECT :name, coalesce(CAST(:meta AS jsonb), p.metadata), p.id, :v, :v,"
         " p.message_count - :tail_n, p.total_tokens - :tail_tokens,"
-        " clock_timestamp(), clock_timestamp() FROM contexts p WHERE p.id = :pid"
+        " t.now, t.now FROM contexts p, LATERAL (SELECT clock_timestamp() AS now) t"
+        " WHERE p.id = :pid"
         f" RETURNING {CTX}"
     )
     params.update(tail_n=tail_count, tail_tokens=tail_tokens)
