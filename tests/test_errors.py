@@ -498,11 +498,6 @@ async def test_bad_request_bodies_are_400(client: GraphQLClient, payload: str) -
         pytest.param(
             '{"query": "{ __typename }", "variables": {"x": ' + "1" * 5000 + "}}",
             id="json-int-over-4300-digits",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="json.loads raises a plain ValueError (int over 4300 digits) that "
-                "Strawberry's view lets out as a 500 (see the report for issue 3)",
-            ),
         ),
     ],
 )
