@@ -52,8 +52,3 @@ class Forbidden(CtxgraphError):
 class QueryTooComplex(CtxgraphError):
     code = "QUERY_TOO_COMPLEX"
 
-
-class NotImplementedYet(CtxgraphError):
-    """A contract field whose implementation has not shipped yet."""
-
-    code = "NOT_IMPLEMENTED"
