@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -208,8 +209,44 @@ def _simple_response(status: int, body: bytes) -> tuple[Message, Message]:
     )
 
 
+MAX_JSON_DEPTH = 100
+"""Deepest nesting of arrays/objects accepted in a request's JSON (Python's JSON parser
+recurses; far deeper input would end in RecursionError, a 500)."""
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def json_too_deep(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Does `raw` nest arrays/objects more than `limit` deep? Linear C-speed passes,
+    no parsing: strings are dropped, then innermost pairs peeled off `limit` times."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    for _ in range(limit):
+        peeled = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if not peeled:
+            return False
+        if len(peeled) == len(brackets):  # unbalanced: invalid JSON anyway
+            return len(peeled) > limit
+        brackets = peeled
+    return True
+
+
+def _json_problem(path: str, content_type: str, body: bytes) -> str | None:
+    """Why a /graphql JSON body must be refused before any parser sees it, if it must."""
+    if path != GRAPHQL_PATH or "json" not in content_type:
+        return None
+    start = body.lstrip()[:1]
+    if start not in (b"{", b"["):
+        return 'The request body must be a JSON object: {"query": "...", "variables": {...}}.'
+    if json_too_deep(body):
+        return f"The request's JSON is nested more than {MAX_JSON_DEPTH} levels deep."
+    return None
+
+
 class BodyLimitMiddleware:
-    """Reads (and holds) the body up to the limit before the app sees it."""
+    """Reads (and holds) the body up to the limit before the app sees it; refuses JSON
+    that is not an object/array or is nested absurdly deep (also in GET parameters)."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, max_batch_operations: int) -> None:
         self.app = app
@@ -223,11 +260,30 @@ class BodyLimitMiddleware:
             BadUserInput.code,
         )
 
+    async def _refuse(self, send: Send, status: int, message: str, code: str) -> None:
+        for response in _simple_response(status, error_body(message, code)):
+            await send(response)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http" or scope["method"] in ("HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "GET":
+            query = unquote_to_bytes(bytes(scope.get("query_string", b"")).replace(b"+", b" "))
+            if scope["path"] == GRAPHQL_PATH and json_too_deep(query):
+                await self._refuse(
+                    send,
+                    400,
+                    f"The request's JSON is nested more than {MAX_JSON_DEPTH} levels deep.",
+                    BadUserInput.code,
+                )
+                return
+            await self.app(scope, receive, send)
+            return
+        content_type = ""
         for key, value in scope.get("headers", ()):
+            if key == b"content-type":
+                content_type = bytes(value).decode("latin-1").lower()
             if key == b"content-length":
                 try:
                     declared = int(value)
@@ -253,8 +309,16 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        if (problem := _json_problem(scope["path"], content_type, body)) is not None:
+            await self._refuse(send, 400, problem, BadUserInput.code)
+            return
         if scope["path"] == GRAPHQL_PATH and body.lstrip()[:1] == b"[":
             count = _batch_size(body)
+            if count == -1:
+                await self._refuse(
+                    send, 400, "Each operation of a batch must be a JSON object.", BadUserInput.code
+                )
+                return
             if count is not None and count > self.max_batch_operations:
                 message_text = (
                     f"This request holds {count} operations; at most "
@@ -280,11 +344,14 @@ class BodyLimitMiddleware:
 
 
 def _batch_size(body: bytes) -> int | None:
+    """Operations in a JSON-array body; -1 when an item is not an object."""
     try:
         data = json.loads(body)
     except ValueError:
         return None  # the GraphQL view answers malformed JSON with 400
-    return len(data) if isinstance(data, list) else None
+    if not isinstance(data, list):
+        return None
+    return len(data) if all(isinstance(item, dict) for item in data) else -1
 
 
 def cors_origins(settings: Settings) -> list[str]:

@@ -48,9 +48,11 @@ from graphql import (
     VariableNode,
 )
 from graphql.type import get_named_type
+from starlette.requests import Request
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 
-from api.errors import Forbidden, QueryTooComplex
+from api.errors import BadUserInput, Forbidden, QueryTooComplex
 from api.settings import Settings
 
 LIST_SIZE_GUESS = 10
@@ -336,6 +338,11 @@ def check_operation(
         )
 
 
+SUBSCRIPTION_OVER_HTTP = (
+    "Subscriptions run over WebSocket: connect to /graphql with the graphql-transport-ws protocol."
+)
+
+
 class QueryLimitsExtension(SchemaExtension):
     """Applies QueryLimits to every operation (HTTP and WebSocket)."""
 
@@ -361,6 +368,14 @@ class QueryLimitsExtension(SchemaExtension):
 
     def on_execute(self) -> Iterator[None]:
         ec = self.execution_context
+        request = getattr(ec.context, "request", None)
+        if isinstance(request, Request) and ec.operation_type is OperationType.SUBSCRIPTION:
+            # Over plain HTTP graphql-core would "return" the event stream as a value.
+            raise GraphQLError(
+                SUBSCRIPTION_OVER_HTTP,
+                extensions={"code": BadUserInput.code},
+                original_error=BadUserInput(SUBSCRIPTION_OVER_HTTP),
+            )
         if ec.graphql_document is not None:
             check_operation(
                 ec.schema._schema, ec.graphql_document, ec.operation_name, ec.variables, self.limits

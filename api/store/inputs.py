@@ -163,6 +163,9 @@ def check_metadata(metadata: Any, limits: Limits, argument: str = "metadata") ->
     return metadata
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def check_embedding(embedding: Sequence[float], argument: str = "embedding") -> list[float]:
     """Exactly EMBEDDING_DIMENSIONS finite numbers."""
     if len(embedding) != EMBEDDING_DIMENSIONS:
@@ -172,6 +175,12 @@ def check_embedding(embedding: Sequence[float], argument: str = "embedding") -> 
     values = [float(x) for x in embedding]
     if not all(math.isfinite(x) for x in values):
         raise BadUserInput(f"`{argument}` must contain only finite numbers (no NaN/Infinity).")
+    # pgvector stores 32-bit floats: anything larger is "out of range" in PostgreSQL.
+    if not all(abs(x) <= FLOAT32_MAX for x in values):
+        raise BadUserInput(
+            f"`{argument}` must contain only numbers between -{FLOAT32_MAX:.7g} and "
+            f"{FLOAT32_MAX:.7g} (32-bit floats)."
+        )
     return values
 
 
