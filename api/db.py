@@ -167,12 +167,24 @@ class Connector(Protocol):
 
 @dataclass(frozen=True)
 class EngineConnector:
-    """The production connector: pooled connections of one engine."""
+    """The production connector: pooled connections of one engine.
+
+    Reads run in autocommit. Each read is one statement, or statements that need
+    no common snapshot (under READ COMMITTED each statement takes its own anyway),
+    so the implicit BEGIN and the ROLLBACK on return to the pool only cost two
+    extra round trips per read (measured: bench/README.md, "Optimizations").
+    """
 
     engine: AsyncEngine
+    _reads: AsyncEngine = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # same pool; the isolation level is set on checkout and reset on return
+        reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        object.__setattr__(self, "_reads", reads)
 
     def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        return self.engine.connect()
+        return self._reads.connect()
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return self.engine.begin()
