@@ -28,7 +28,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]  # no stubs
 
-from api.db import Connector, DatabaseConfigError, redact, to_asyncpg_url, to_libpq_url
+from api.db import (
+    Connector,
+    DatabaseConfigError,
+    is_pooled,
+    redact,
+    to_asyncpg_url,
+    to_libpq_url,
+)
 from api.settings import Settings
 from api.store.notify import CHANNEL, latest_versions, parse_payload
 
@@ -219,7 +226,7 @@ def listener_dsn(url: str) -> str:
     libpq = urlsplit(to_libpq_url(to_asyncpg_url(url)))
     # to_asyncpg_url renamed libpq's sslmode for SQLAlchemy; asyncpg.connect wants sslmode.
     query = [("sslmode" if k == "ssl" else k, v) for k, v in parse_qsl(libpq.query)]
-    return urlunsplit(libpq._replace(query=urlencode(query)))
+    return urlunsplit(libpq._replace(query=urlencode(query, safe="/")))
 
 
 class Listener:
@@ -349,6 +356,13 @@ class Realtime:
         hub = Hub()
         listener = None
         if listen_url is not None:
+            if settings.database_direct_url is None and is_pooled(listen_url, settings):
+                log.warning(
+                    "DATABASE_URL goes through a transaction pooler, where LISTEN misses "
+                    "notifications: set CTXGRAPH_DATABASE_DIRECT_URL to a direct URL (until "
+                    "then subscribers rely on the %ss re-check)",
+                    settings.subscription_recheck_interval,
+                )
             listener = Listener(
                 hub,
                 listener_dsn(listen_url),

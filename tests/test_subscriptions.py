@@ -17,6 +17,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 from fastapi import FastAPI
@@ -26,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import create_app
 from api.db import EngineConnector, count_statements
-from api.realtime import Hub, Listener, Realtime
+from api.realtime import Hub, Listener, Realtime, listener_dsn
 from api.store import messages as messages_store
 from api.store.inputs import NewMessage
 from tests.conftest import GraphQLClient, test_settings
@@ -526,3 +527,23 @@ async def test_a_subscriber_survives_a_dead_pooled_connection(
             assert killed.scalar_one() is True
         await append(live_client, ctx["id"], [user("two")])
         assert [m["content"] for m in await socket.messages(op, 1)] == ["two"]
+
+
+@pytest.mark.parametrize(
+    ("url", "dsn"),
+    [
+        ("postgres://u:p@db:5432/app", "postgresql://u:p@db:5432/app"),
+        (
+            "postgresql+asyncpg://u:p@db/app?ssl=require",
+            "postgresql://u:p@db/app?sslmode=require",
+        ),
+        ("postgresql://u@db/app?sslmode=verify-full", "postgresql://u@db/app?sslmode=verify-full"),
+        (
+            "postgresql+asyncpg://postgres:@/postgres?host=/tmp/pg",
+            "postgresql://postgres:@/postgres?host=/tmp/pg",
+        ),
+    ],
+)
+def test_listener_dsn_is_libpq_style(url: str, dsn: str) -> None:
+    """asyncpg.connect takes libpq's sslmode, not SQLAlchemy's ssl."""
+    assert listener_dsn(url) == dsn
