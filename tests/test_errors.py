@@ -509,12 +509,6 @@ async def test_hostile_bodies_are_not_500(client: GraphQLClient, payload: str) -
     assert status in (200, 400), text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a subscription sent as a plain HTTP POST reaches the resolver and fails with "
-    "TypeError (masked INTERNAL_SERVER_ERROR); it is the client's mistake (see the report "
-    "for issue 3)",
-)
 async def test_subscription_over_plain_http_is_a_client_error(client: GraphQLClient) -> None:
     body = await client.execute(f'subscription {{ messageAppended(contextId: "{UID}") {{ id }} }}')
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body

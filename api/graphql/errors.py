@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
@@ -55,9 +56,20 @@ def coded(error: GraphQLError, request_id: str | None) -> GraphQLError:
 class ErrorCodes(SchemaExtension):
     """Give every error a code; mask unexpected ones."""
 
+    def _code_all(self, result: Any) -> None:
+        if result is not None and getattr(result, "errors", None):
+            request_id = getattr(self.execution_context.context, "request_id", None)
+            # Errors the subscription resolver coded itself keep their code.
+            result.errors = [
+                e if (e.extensions or {}).get("code") else coded(e, request_id)
+                for e in result.errors
+            ]
+
     def on_operation(self) -> Iterator[None]:
         yield
-        result = self.execution_context.result
-        if result is not None and result.errors:
-            request_id = getattr(self.execution_context.context, "request_id", None)
-            result.errors = [coded(e, request_id) for e in result.errors]
+        self._code_all(self.execution_context.result)
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        # A stream (subscription) sends each result before on_operation ends.
+        self._code_all(result)
+        yield
