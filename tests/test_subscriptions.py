@@ -327,6 +327,16 @@ async def test_errors_carry_codes(app: FastAPI) -> None:
         assert negative["extensions"]["code"] == "BAD_USER_INPUT"
         assert "afterVersion" in negative["message"]
 
+        # GraphQL's own refusals (here an unknown field) are coded too.
+        invalid = await socket.subscribe(
+            ctx["id"],
+            query="subscription($id: ID!, $after: Int) { messageAppended("
+            "contextId: $id, afterVersion: $after) { noSuchField } }",
+        )
+        refusal = await socket.receive(invalid)
+        assert refusal["type"] == "error", refusal
+        assert [e["extensions"]["code"] for e in refusal["payload"]] == ["BAD_USER_INPUT"]
+
         # The socket still serves: errors end one operation, not the connection.
         op = await socket.subscribe(ctx["id"], after_version=0)
         await append(s.client, ctx["id"], [user("still here")])
