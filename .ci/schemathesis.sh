@@ -10,7 +10,9 @@
 # sends traffic to 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 PYTHON=${PYTHON:-.venv/bin/python}
+case "$PYTHON" in /*) ;; *) PYTHON="$ROOT/$PYTHON" ;; esac
 BIN=$(dirname "$PYTHON")
 SECONDS_BUDGET=${1:-120}
 
@@ -42,13 +44,14 @@ httpx.post('http://127.0.0.1:$PORT/graphql', json={'query': 'mutation { createCo
 "
 
 status=0
-SCHEMATHESIS_HOOKS=.ci/schemathesis_hooks.py "$BIN/schemathesis" run "http://127.0.0.1:$PORT/graphql" \
+# From the temporary directory: schemathesis keeps its state in ./.schemathesis.
+(cd "$WORK" && SCHEMATHESIS_HOOKS="$ROOT/.ci/schemathesis_hooks.py" "$BIN/schemathesis" run "http://127.0.0.1:$PORT/graphql" \
     --checks not_a_server_error \
     --max-time "$SECONDS_BUDGET" \
     --workers 2 \
     --suppress-health-check all \
     --warnings off \
-    --seed 6 || status=$?
+    --seed 6) || status=$?
 
 internal=$(grep -c "unexpected error" "$WORK/server.log" || true)
 echo "schemathesis.sh: schemathesis exit $status; masked internal errors in the server log: $internal"

@@ -319,3 +319,34 @@ async def test_introspection_can_be_disabled(conn: Any) -> None:
             assert error["extensions"]["code"] == "FORBIDDEN"
             assert "CTXGRAPH_INTROSPECTION" in error["message"]
         assert await client.data("{ __typename }") == {"__typename": "Query"}
+
+
+async def test_limits_apply_over_websocket(conn: Any) -> None:
+    from httpx_ws import AsyncWebSocketSession, aconnect_ws
+    from httpx_ws.transport import ASGIWebSocketTransport
+
+    app = create_app(test_settings(), connector=RollbackConnector(conn))
+    deep = (
+        'subscription { messageAppended(contextId: "123e4567-e89b-12d3-a456-426614174000") '
+        "{ context { " + "parent { " * 20 + "id" + " }" * 20 + " } } }"
+    )
+    costly = "{ contexts(first: 500) { nodes { messages(last: 500) { nodes { id } } } } }"
+    ws: AsyncWebSocketSession
+    async with (
+        httpx.AsyncClient(transport=ASGIWebSocketTransport(app), base_url="http://test") as http,
+        aconnect_ws("/graphql", http, subprotocols=["graphql-transport-ws"]) as ws,
+    ):
+        await ws.send_json({"type": "connection_init", "payload": {}})
+        assert (await ws.receive_json(timeout=10))["type"] == "connection_ack"
+        for op_id, query, setting in (
+            ("deep", deep, "CTXGRAPH_MAX_QUERY_DEPTH"),
+            ("costly", costly, "CTXGRAPH_MAX_QUERY_COST"),
+        ):
+            await ws.send_json({"id": op_id, "type": "subscribe", "payload": {"query": query}})
+            while True:
+                message = await ws.receive_json(timeout=10)
+                if message.get("id") == op_id and message["type"] in ("next", "error"):
+                    break
+            payload = message["payload"]
+            errors = payload if isinstance(payload, list) else payload["errors"]
+            refused({"data": None, "errors": errors}, setting)
