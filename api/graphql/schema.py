@@ -14,6 +14,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from api.graphql.errors import ErrorCodes
+from api.graphql.execution import execution_context_class
 from api.graphql.mutations import Mutation
 from api.graphql.queries import Query
 from api.graphql.subscriptions import Subscription
@@ -66,6 +67,8 @@ def _batching(settings: Settings | None) -> dict[str, Any]:
 def build_schema(settings: Settings | None = None, **extra: Any) -> strawberry.Schema:
     """The schema; with `settings`, the query limits and introspection switch apply."""
     outer, inner = _security_extensions(settings)
+    # plain column fields skip graphql-core's per-field machinery (api/graphql/execution.py)
+    extra.setdefault("execution_context_class", execution_context_class())
     return CtxgraphSchema(
         query=Query,
         mutation=Mutation,
