@@ -55,32 +55,31 @@ class Settings(BaseSettings):
     )
 
     # --- API limits -----------------------------------------------------------
-    default_page_size: int = Field(default=50, ge=1)
-    max_page_size: int = Field(default=500, ge=1)
-    max_name_length: int = Field(default=1_000, ge=1)
-    max_metadata_bytes: int = Field(default=16 * 1024, ge=2)
-    max_content_length: int = Field(default=1_000_000, ge=1)
-    max_messages_per_append: int = Field(default=1_000, ge=1)
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
-    max_search_results: int = Field(default=100, ge=1)
-
-    # --- persisted queries (api/persisted_queries.py) -----------------------------
-    persisted_query_cache_size: int = Field(
+    default_page_size: int = Field(
+        default=50, ge=1, description="Page size of a connection when first/last are omitted."
+    )
+    max_page_size: int = Field(default=500, ge=1, description="Largest first/last of a connection.")
+    max_name_length: int = Field(
         default=1_000,
-        ge=0,
-        description="Documents kept per process for automatic persisted queries (an LRU); 0 "
-        "turns APQ off (hash-only requests are answered PersistedQueryNotSupported).",
+        ge=1,
+        description="Characters in a context name (and a message's toolCallId, toolName, model).",
     )
-    persisted_query_cache_bytes: int = Field(
-        default=8 * 1024 * 1024,
-        ge=0,
-        description="Bytes of document text kept per process for automatic persisted queries.",
+    max_metadata_bytes: int = Field(
+        default=16 * 1024, ge=2, description="Bytes of a context's metadata serialized as JSON."
     )
-    trusted_documents: Path | None = Field(
-        default=None,
-        description="Allowlist mode: the persisted-documents.json manifest of the generated "
-        "client (GraphQL Code Generator client preset, persistedDocuments: true). Only its "
-        "documents run; every other operation is refused with FORBIDDEN.",
+    max_content_length: int = Field(
+        default=1_000_000, ge=1, description="Characters in one message's content."
+    )
+    max_messages_per_append: int = Field(
+        default=1_000, ge=1, description="Messages in one appendMessages or createContext call."
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest HTTP request body in bytes (413 above).",
+    )
+    max_search_results: int = Field(
+        default=100, ge=1, description="Largest `first` of similarity search."
     )
 
     # --- subscriptions (graphql-transport-ws) --------------------------------------
@@ -122,6 +121,25 @@ class Settings(BaseSettings):
     )
     embeddings_poll_interval: float = Field(
         default=2.0, gt=0, description="Seconds between looks for unembedded messages."
+    )
+
+    # --- persisted queries (api/persisted_queries.py) -----------------------------
+    persisted_query_cache_size: int = Field(
+        default=1_000,
+        ge=0,
+        description="Documents kept per process for automatic persisted queries (an LRU); 0 "
+        "turns APQ off (hash-only requests are answered PersistedQueryNotSupported).",
+    )
+    persisted_query_cache_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=0,
+        description="Bytes of document text kept per process for automatic persisted queries.",
+    )
+    trusted_documents: Path | None = Field(
+        default=None,
+        description="Allowlist mode: the persisted-documents.json manifest of the generated "
+        "client (GraphQL Code Generator client preset, persistedDocuments: true). Only its "
+        "documents run; every other operation is refused with FORBIDDEN.",
     )
 
     # --- security and operations (api/security/, api/metrics.py) -------------------
@@ -192,7 +210,9 @@ class Settings(BaseSettings):
         description="Serve Prometheus metrics at /metrics (behind the API keys when set).",
     )
 
-    log_level: str = Field(default="INFO")
+    log_level: str = Field(
+        default="INFO", description="Server log level (DEBUG, INFO, WARNING, ERROR)."
+    )
 
     @field_validator("database_url", "database_direct_url")
     @classmethod
