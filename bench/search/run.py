@@ -17,6 +17,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -212,11 +213,14 @@ def serve(url: str) -> Iterator[str]:
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": url, "CTXGRAPH_LOG_LEVEL": "WARNING"}
     env.pop("CTXGRAPH_EMBEDDINGS_URL", None)
+    # The server's log goes to a file: an unread pipe fills up (the access log
+    # writes a line per request) and then blocks the server.
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     endpoint = f"http://127.0.0.1:{port}/graphql"
     try:
@@ -228,7 +232,8 @@ def serve(url: str) -> Iterator[str]:
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
+                log.seek(0)
+                err = log.read().decode(errors="replace")
                 raise RuntimeError(f"ctxgraph serve did not start: {err[-2000:]}")
             time.sleep(0.2)
         yield endpoint
@@ -239,6 +244,7 @@ def serve(url: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
 
 
 QUERY = (
@@ -249,7 +255,7 @@ QUERY = (
 
 
 def latency(
-    endpoint: str, ds: Dataset, case: Case, queries: np.ndarray, warmup: int
+    endpoint: str, ds: Dataset, case: Case, queries: np.ndarray, warm: np.ndarray
 ) -> dict[str, Any]:
     """End-to-end GraphQL latency, sequential requests from one client after warm-up."""
     req = case.request
@@ -262,7 +268,8 @@ def latency(
     times: list[float] = []
     rows: list[int] = []
     with httpx.Client(timeout=30) as client:
-        for i, q in enumerate(np.concatenate([queries[:warmup], queries])):
+        warmup = min(len(warm), 100)
+        for i, q in enumerate(np.concatenate([warm[:warmup], queries])):
             body = {"query": QUERY, "variables": {**variables, "e": [float(x) for x in q]}}
             started = time.perf_counter()
             response = client.post(endpoint, json=body)
@@ -276,12 +283,37 @@ def latency(
     return {
         "case": case.name,
         "requests": len(times),
-        "warmup": warmup,
+        "warmup": min(len(warm), 100),
         "p50_ms": round(_percentile(times, 50), 2),
         "p95_ms": round(_percentile(times, 95), 2),
         "mean_ms": round(statistics.fmean(times), 2),
         "min_rows": min(rows),
     }
+
+
+def warmup_queries(ds: Dataset, args: argparse.Namespace) -> np.ndarray:
+    """Queries for warming caches: after the recall queries, before the latency ones."""
+    return ds.queries[args.queries : args.queries + args.warmup]
+
+
+def latency_queries(ds: Dataset, args: argparse.Namespace) -> np.ndarray:
+    return ds.queries[args.queries + args.warmup :]
+
+
+async def warm_caches(engine: AsyncEngine, ds: Dataset, args: argparse.Namespace) -> None:
+    """Warm the caches (index and TOAST pages), as a running server would have them,
+    with queries that are never measured."""
+    for q in warmup_queries(ds, args):
+        async with engine.begin() as conn:
+            await search(conn, QueryVector(values=q.tolist()), SearchRequest(k=K))
+
+
+async def warm(url: str, ds: Dataset, args: argparse.Namespace) -> None:
+    engine = create_engine(url, Settings(_env_file=None))
+    try:
+        await warm_caches(engine, ds, args)
+    finally:
+        await engine.dispose()
 
 
 async def run_searches(url: str, ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
@@ -296,10 +328,7 @@ async def run_searches(url: str, ds: Dataset, args: argparse.Namespace) -> dict[
             c.name: [exact_neighbours(sims[:, i], c.candidates, K) for i in range(nq)]
             for c in all_cases
         }
-        # Warm the caches (index and TOAST pages) once, as a running server would have.
-        for q in queries[:20]:
-            async with engine.begin() as conn:
-                await search(conn, QueryVector(values=q.tolist()), all_cases[0].request)
+        await warm_caches(engine, ds, args)
 
         configs: list[tuple[str, SearchTuning, list[Case]]] = []
         for ef in args.ef_search:
@@ -360,7 +389,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"Command: `{result['command']}`  ",
         f"Machine: {result['machine']}  ",
         f"Data: seed {load['seed']}, 1536-d clustered (bench/search/dataset.py); "
-        f"{result['queries']} held-out queries, k = {K}.",
+        f"{result['queries']} held-out queries, k = {K}; caches warmed with "
+        f"{result.get('warmup_queries', 0)} other queries; shared_buffers "
+        f"{result.get('shared_buffers', 'default')}.",
         "",
         "## Load",
         "",
@@ -435,6 +466,14 @@ def main(argv: list[str] | None = None) -> int:
         "--maintenance-work-mem", default="2GB", help="for the HNSW build (default 2GB)"
     )
     parser.add_argument("--latency-requests", type=int, default=300)
+    parser.add_argument(
+        "--warmup", type=int, default=500, help="unmeasured queries that warm the caches first"
+    )
+    parser.add_argument(
+        "--shared-buffers",
+        default="2GB",
+        help="PostgreSQL shared_buffers for the run ('default' = the embedded server's 128MB)",
+    )
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument(
         "--skip-recall",
@@ -445,17 +484,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    ds = generate(args.rows, args.seed, queries=max(args.queries, args.latency_requests + 50))
+    ds = generate(args.rows, args.seed, queries=args.queries + args.warmup + args.latency_requests)
     say(f"generated {ds.rows} rows in {time.perf_counter() - started:.1f} s")
+    shared_buffers = None if args.shared_buffers == "default" else args.shared_buffers
     server, url, load = prepare(
-        ds, args.data_dir, reuse=args.reuse, maintenance_work_mem=args.maintenance_work_mem
+        ds,
+        args.data_dir,
+        reuse=args.reuse,
+        maintenance_work_mem=args.maintenance_work_mem,
+        shared_buffers=shared_buffers,
     )
     say(f"load: {load}")
     try:
         result: dict[str, Any] = {
             "command": "python -m bench.search " + " ".join(sys.argv[1:] if argv is None else argv),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
-            "queries": min(args.queries, len(ds.queries)),
+            "queries": args.queries,
+            "warmup_queries": args.warmup,
+            "shared_buffers": args.shared_buffers,
             "load": asdict(load),
             "tuning": asdict(DEFAULT_TUNING),
         }
@@ -466,13 +512,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result.update(asyncio.run(run_searches(url, ds, args)))
         if not args.skip_latency:
+            asyncio.run(warm(url, ds, args))
             all_cases = cases(ds)
-            held = ds.queries[-(args.latency_requests + 50) :]
             result["latency"] = []
             with serve(url) as endpoint:
                 for case in all_cases[:4]:
                     try:
-                        lat = latency(endpoint, ds, case, held[50:], warmup=50)
+                        lat = latency(
+                            endpoint, ds, case, latency_queries(ds, args), warmup_queries(ds, args)
+                        )
                     except (httpx.HTTPError, RuntimeError) as exc:
                         lat = {"case": case.name, "error": repr(exc)}
                     say(f"  latency {lat}")
