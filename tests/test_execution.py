@@ -1,4 +1,5 @@
-"""The plain-field shortcut (api/graphql/execution.py) changes speed, never results."""
+"""Performance shortcuts change speed, never results: the plain-field path
+(api/graphql/execution.py) and orjson responses (api/graphiql/router.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ query($id: ID!) {
       pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
       edges { cursor node { id version } }
       nodes {
-        id version role content tokenCount model toolName toolCallId createdAt deletedAt
+        __typename id version role content tokenCount model toolName toolCallId createdAt deletedAt
         hasEmbedding context { id }
       }
     }
@@ -75,3 +76,10 @@ async def test_plain_fields_give_the_same_results_as_graphql_core(
     assert Fast._plain[("Context", "depth")] is None  # a resolver
     assert Fast._plain[("MessageConnection", "totalCount")] is None
     assert ("Context", "parent") not in Fast._plain or Fast._plain[("Context", "parent")] is None
+
+
+async def test_responses_keep_integers_orjson_cannot_encode(client: GraphQLClient) -> None:
+    # JSONB keeps any number; orjson stops at 64 bits, the json module takes over
+    ctx = await create_context(client, metadata={"big": 10**30, "text": "é\u2028"})
+    data = await client.data("query($id: ID!) { context(id: $id) { metadata } }", {"id": ctx["id"]})
+    assert data["context"]["metadata"] == {"big": 10**30, "text": "é\u2028"}

@@ -16,8 +16,8 @@ results and errors are unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeGuard
 
 from graphql import (
     GraphQLField,
@@ -26,13 +26,16 @@ from graphql import (
     is_leaf_type,
 )
 from graphql.pyutils import Path, Undefined
+from sqlalchemy.engine import Row
+from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
 
-Plain = tuple[str, Callable[[Any], Any]]
-"""(attribute name on the source, serializer of the leaf type)."""
+Plain = tuple[str, Callable[[Any], Any], bool]
+"""(attribute name on the source, serializer of the leaf type, nullable)."""
 
 _UNRESOLVED: Any = object()
+_FULL_PATH: Any = object()  # "let graphql-core do this one"
 
 
 def plain_field(field: GraphQLField) -> Plain | None:
@@ -42,14 +45,49 @@ def plain_field(field: GraphQLField) -> Plain | None:
         return None
     if field.args or not getattr(field.resolve, "_is_default", False):
         return None
-    leaf = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+    nullable = not isinstance(field.type, GraphQLNonNull)
+    leaf = field.type if nullable else field.type.of_type  # type: ignore[union-attr]
     if not is_leaf_type(leaf):
         return None
-    return definition.python_name, leaf.coerce_output_value
+    return definition.python_name, leaf.coerce_output_value, nullable
+
+
+def read_plain(plain: Plain, source: Any) -> Any:
+    """The serialized value, or _FULL_PATH when graphql-core must produce it (or its error)."""
+    attribute, serialize, nullable = plain
+    try:
+        value = getattr(source, attribute)
+        if value is None:
+            return None if nullable else _FULL_PATH
+        serialized = serialize(value)
+    except Exception:
+        return _FULL_PATH  # the full path raises it again, with its path and location
+    if serialized is None or serialized is Undefined:
+        return _FULL_PATH
+    return serialized
+
+
+def is_awaitable(value: Any) -> TypeGuard[Awaitable[Any]]:
+    """Strawberry's check, answering at once for the store's records.
+
+    graphql-core asks it about every object and list item. For a Row the generic
+    check ends in `hasattr(row, "__await__")`, which SQLAlchemy answers by raising
+    and catching a KeyError and an AttributeError: 50 times per chat page.
+    """
+    if type(value) is Row:
+        return False
+    return optimized_is_awaitable(value)
 
 
 class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's execution context with the plain-field shortcut."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.is_awaitable = is_awaitable
+        # field middleware (a schema extension with a resolve hook) must see every field
+        manager = self.middleware_manager
+        self._shortcuts = manager is None or not manager.middlewares
 
     # (type name, field name) -> Plain or None; the schema is fixed once built
     _plain: dict[tuple[str, str], Plain | None] = {}  # replaced per schema
@@ -63,6 +101,34 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
             self._plain[key] = plain
         return plain  # type: ignore[no-any-return]
 
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: Any,
+        position_context: Any,
+    ) -> Any:
+        # An object whose selected fields are all plain (a message of a chat page): one
+        # loop, no Path or resolve info per field; anything else: field by field below.
+        if self._shortcuts:
+            results = {}
+            for response_name, field_details_list in grouped_field_set.items():
+                name = field_details_list[0].node.name.value
+                if name == "__typename":
+                    results[response_name] = parent_type.name
+                    continue
+                plain = self._lookup(parent_type, name)
+                value = _FULL_PATH if plain is None else read_plain(plain, source_value)
+                if value is _FULL_PATH:
+                    break
+                results[response_name] = value
+            else:
+                return results
+        return super().execute_fields(
+            parent_type, source_value, path, grouped_field_set, position_context
+        )
+
     def execute_field(
         self,
         parent_type: GraphQLObjectType,
@@ -71,19 +137,12 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
         path: Path,
         position_context: Any,
     ) -> Any:
-        manager = self.middleware_manager
-        if manager is None or not manager.middlewares:
+        if self._shortcuts:
             plain = self._lookup(parent_type, field_details_list[0].node.name.value)
             if plain is not None:
-                attribute, serialize = plain
-                try:
-                    value = getattr(source, attribute)
-                    if value is not None:
-                        serialized = serialize(value)
-                        if serialized is not None and serialized is not Undefined:
-                            return serialized
-                except Exception:
-                    pass  # the full path below raises it again, with its path and location
+                value = read_plain(plain, source)
+                if value is not _FULL_PATH:
+                    return value
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
