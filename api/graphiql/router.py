@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -79,6 +80,16 @@ class GraphiQLRouter(GraphQLRouter[Context, RootValue]):
             nonce,
         )
         return HTMLResponse(html, headers=security_headers(mode, nonce))
+
+    def encode_json(self, data: object) -> str:
+        # orjson: a 50-message chat page (32 KB) encodes in 0.05 ms instead of 0.7 ms
+        # (bench/README.md, "Optimizations"). A str, not bytes: WebSocket messages go
+        # through here too and must stay text frames. Integers beyond 64 bits
+        # (possible in client metadata) are the one value orjson refuses.
+        try:
+            return orjson.dumps(data).decode()
+        except orjson.JSONEncodeError:
+            return super().encode_json(data)  # type: ignore[return-value]
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         # API keys (api/security/auth.py): the key travels in connection_init's payload.
