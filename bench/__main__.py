@@ -45,7 +45,9 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
         "--warmup", type=float, default=3.0, help="warm-up seconds, discarded (default 3)"
     )
     p.add_argument("--workers", type=int, default=1, help="ctxgraph serve --workers (default 1)")
-    p.add_argument("--port", type=int, default=8765, help="port for ctxgraph serve (default 8765)")
+    p.add_argument(
+        "--port", type=int, default=18765, help="port for ctxgraph serve (default 18765)"
+    )
     p.add_argument(
         "--driver", choices=["wrk", "python"], default="wrk", help="load driver (default wrk)"
     )

@@ -50,7 +50,7 @@ class RunConfig:
     duration: float = 15.0
     warmup: float = 3.0
     workers: int = 1
-    port: int = 8765
+    port: int = 18765
     driver: str = "wrk"
     threads: int = 1
     wait_quiet: float = 60.0

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -201,8 +202,10 @@ class Server:
         workers: int = 1,
         log_path: Path | None = None,
         database_url: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
-        """Serve the embedded data set in data_dir, or the database at database_url."""
+        """Serve the embedded data set in data_dir, or the database at database_url;
+        `env` adds settings (CTXGRAPH_POOL_SIZE=20, PYTHONPATH=another checkout...)."""
         if (data_dir is None) == (database_url is None):
             raise ValueError("give exactly one of data_dir and database_url")
         self.data_dir = data_dir
@@ -210,6 +213,7 @@ class Server:
         self.port = port
         self.workers = workers
         self.log_path = log_path
+        self.env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -218,6 +222,9 @@ class Server:
         return f"http://127.0.0.1:{self.port}/graphql"
 
     def start(self, timeout: float = 120.0) -> None:
+        with socket.socket() as probe_socket:
+            if probe_socket.connect_ex(("127.0.0.1", self.port)) == 0:
+                raise RuntimeError(f"something already listens on 127.0.0.1:{self.port}")
         env = {
             k: v
             for k, v in os.environ.items()
@@ -229,6 +236,7 @@ class Server:
             env["DATABASE_URL"] = self.database_url
         else:
             env["CTXGRAPH_DATA_DIR"] = str(self.data_dir)
+        env.update(self.env)
         self._log = open(self.log_path, "ab") if self.log_path else None
         cmd = [
             *ctxgraph_command(),
@@ -250,7 +258,8 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"ctxgraph serve exited with {self.proc.returncode}; see {self.log_path}"
+                    f"ctxgraph serve exited with {self.proc.returncode}"
+                    + (f"; see {self.log_path}" if self.log_path else "")
                 )
             try:
                 status, raw = post_json(self.url, probe, timeout=2.0)
