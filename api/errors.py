@@ -51,4 +51,3 @@ class Forbidden(CtxgraphError):
 
 class QueryTooComplex(CtxgraphError):
     code = "QUERY_TOO_COMPLEX"
-
