@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
     }
     text = json.dumps(report, indent=2)
-    print(text)  # noqa: T201 - the report
+    print(text)
     if args.out:
         args.out.write_text(text + "\n")
     return 0
