@@ -51,22 +51,35 @@ Path = Literal["exact", "index", "index+exact"]
 class SearchTuning:
     """Knobs of the search, with defaults chosen from the benchmark (bench/search).
 
-    ef_search: HNSW candidate list per scan iteration.
+    ef_search: HNSW candidate list per scan iteration. Recall@10 of unfiltered
+        queries at 100k rows (m=16, ef_construction=128): 0.940 at 40, 0.969 at 64,
+        0.984 at 100, 0.994 at 200, for 7-9 ms a query: 200 keeps a margin over
+        the 0.98 target for ~1.5 ms.
     candidates: rows taken from the relaxed-order index scan before the exact
-        re-sort (at least k).
+        re-sort (at least k). With k: recall@10 0.955 for a role kept by 2% of the
+        rows; with 40: 0.983 (for 44 ms instead of 26 ms at 100k rows).
     max_scan_tuples: how far an iterative scan may go before giving up (then the
         exact path answers).
-    exact_max_rows: CONTEXT / TREE sets up to this size are searched exactly.
+    exact_max_rows: CONTEXT / TREE sets up to this size are always searched exactly
+        (about 25 ms at the measured 12 us a row); larger ones by the cost model of
+        `_route`, with these measured costs (100k rows, bench/search/results):
+    exact_row_us: the exact path's cost per row of the set (reading its 6 KB vector
+        from TOAST and the distance): a 4,853-row tree took 57 ms (p50).
+    index_visit_us: the index path's cost per tuple it visits (graph hops, heap
+        checks, filters): the same tree (4.9% of the table, ~800 visits for 40
+        candidates) took 26 ms through the index, recall@10 0.994.
     random_page_cost: planner cost of a random page for the index statement.
     force_index: enable_seqscan = off for the index statement.
     iterative_scan / path: "off" / forced paths exist for the benchmark, which
         reproduces what goes wrong without them.
     """
 
-    ef_search: int = 100
+    ef_search: int = 200
     candidates: int = 40
     max_scan_tuples: int = 20_000
-    exact_max_rows: int = 10_000
+    exact_max_rows: int = 2_000
+    exact_row_us: float = 12.0
+    index_visit_us: float = 30.0
     random_page_cost: float = 1.1
     force_index: bool = True
     iterative_scan: Literal["relaxed_order", "strict_order", "off"] = "relaxed_order"
@@ -135,6 +148,7 @@ class _Scope:
     kind: Scope
     estimated_rows: int | None
     context_ids: list[uuid.UUID] | None = None  # TREE: the live contexts of the tree
+    table_rows: float = 0.0  # pg_class.reltuples of messages (0 or -1: never analyzed)
 
 
 # Every search statement is planned for its actual parameters. The driver prepares
@@ -142,6 +156,7 @@ class _Scope:
 # which does not know the query vector, the roles or the LIMIT: measured at 100k
 # rows, a role-filtered index search went from 12-20 ms to 76-194 ms a query.
 _CUSTOM_PLANS = "set_config('plan_cache_mode', 'force_custom_plan', true) AS custom_plans"
+_TABLE_ROWS = "(SELECT reltuples FROM pg_class WHERE oid = 'messages'::regclass) AS table_rows"
 
 
 async def _resolve_scope(conn: AsyncConnection, req: SearchRequest) -> _Scope:
@@ -151,13 +166,16 @@ async def _resolve_scope(conn: AsyncConnection, req: SearchRequest) -> _Scope:
     if req.scope == "context":
         row = (
             await conn.execute(
-                sa.text(f"SELECT message_count, {_CUSTOM_PLANS} FROM contexts WHERE id = :cid"),
+                sa.text(
+                    f"SELECT message_count, {_TABLE_ROWS}, {_CUSTOM_PLANS}"
+                    " FROM contexts WHERE id = :cid"
+                ),
                 {"cid": req.context_id},
             )
         ).one_or_none()
         if row is None:
             raise context_not_found(req.context_id)
-        return _Scope("context", int(row.message_count))
+        return _Scope("context", int(row.message_count), None, float(row.table_rows))
     # TREE: up to the root, then every descendant; deleted contexts are walked
     # through (their forks belong to the tree) but their messages are excluded.
     sql = (
@@ -172,12 +190,12 @@ async def _resolve_scope(conn: AsyncConnection, req: SearchRequest) -> _Scope:
         " SELECT count(*) AS n,"
         " coalesce(array_agg(id) FILTER (WHERE deleted_at IS NULL), '{}') AS ids,"
         " coalesce(sum(own) FILTER (WHERE deleted_at IS NULL), 0) AS own,"
-        f" {_CUSTOM_PLANS} FROM down"
+        f" {_TABLE_ROWS}, {_CUSTOM_PLANS} FROM down"
     )
     row = (await conn.execute(sa.text(sql), {"cid": req.context_id})).one()
     if row.n == 0:
         raise context_not_found(req.context_id)
-    return _Scope("tree", int(row.own), list(row.ids))
+    return _Scope("tree", int(row.own), list(row.ids), float(row.table_rows))
 
 
 def _row_filters(req: SearchRequest, params: dict[str, Any]) -> list[str]:
@@ -345,11 +363,25 @@ async def _index(
 
 
 def _route(scope: _Scope, tuning: SearchTuning) -> Literal["exact", "index"]:
+    """Exact or index for a scope of n rows in a table of t (see SearchTuning's costs).
+
+    The exact path reads all n rows; the index path, to collect `candidates` rows
+    that pass a filter keeping n / t of the table, visits about candidates * t / n
+    tuples. Exact wins while n * exact_row_us <= candidates * t / n * index_visit_us,
+    and is the only sure answer when the index would stop at max_scan_tuples first.
+    """
     if tuning.path != "auto":
         return tuning.path
-    if scope.estimated_rows is not None and scope.estimated_rows <= tuning.exact_max_rows:
+    n = scope.estimated_rows
+    if n is None:  # ALL: the index, whose filters (roles, deleted) keep most rows
+        return "index"
+    if n <= tuning.exact_max_rows:
         return "exact"
-    return "index"
+    t = max(scope.table_rows, float(n))
+    visits = tuning.candidates * t / n
+    if visits > tuning.max_scan_tuples:
+        return "exact"
+    return "exact" if n * tuning.exact_row_us <= visits * tuning.index_visit_us else "index"
 
 
 async def search(

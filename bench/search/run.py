@@ -254,23 +254,37 @@ QUERY = (
 )
 
 
+# The floor of the HTTP + GraphQL layers for the same request body: the 1536-float
+# variable is parsed and coerced, nothing is searched.
+BASELINE = "query($e: [Float!]) { __typename }"
+
+
 def latency(
-    endpoint: str, ds: Dataset, case: Case, queries: np.ndarray, warm: np.ndarray
+    endpoint: str,
+    ds: Dataset,
+    case: Case | None,
+    queries: np.ndarray,
+    warm: np.ndarray,
 ) -> dict[str, Any]:
-    """End-to-end GraphQL latency, sequential requests from one client after warm-up."""
-    req = case.request
-    variables: dict[str, Any] = {
-        "first": req.k,
-        "scope": req.scope.upper(),
-        "cid": None if req.context_id is None else str(req.context_id),
-        "roles": None if req.roles is None else [r.upper() for r in req.roles],
-    }
+    """End-to-end GraphQL latency, sequential requests from one client after warm-up.
+
+    case None: the baseline request (same body, no search)."""
+    variables: dict[str, Any] = {}
+    if case is not None:
+        req = case.request
+        variables = {
+            "first": req.k,
+            "scope": req.scope.upper(),
+            "cid": None if req.context_id is None else str(req.context_id),
+            "roles": None if req.roles is None else [r.upper() for r in req.roles],
+        }
+    document = QUERY if case is not None else BASELINE
     times: list[float] = []
     rows: list[int] = []
     with httpx.Client(timeout=30) as client:
         warmup = min(len(warm), 100)
         for i, q in enumerate(np.concatenate([warm[:warmup], queries])):
-            body = {"query": QUERY, "variables": {**variables, "e": [float(x) for x in q]}}
+            body = {"query": document, "variables": {**variables, "e": [float(x) for x in q]}}
             started = time.perf_counter()
             response = client.post(endpoint, json=body)
             elapsed = (time.perf_counter() - started) * 1000
@@ -279,9 +293,9 @@ def latency(
                 raise RuntimeError(data["errors"])
             if i >= warmup:
                 times.append(elapsed)
-                rows.append(len(data["data"]["similarMessages"]))
+                rows.append(len(data["data"].get("similarMessages", [])))
     return {
-        "case": case.name,
+        "case": case.name if case is not None else "baseline: same body, no search",
         "requests": len(times),
         "warmup": min(len(warm), 100),
         "p50_ms": round(_percentile(times, 50), 2),
@@ -516,13 +530,13 @@ def main(argv: list[str] | None = None) -> int:
             all_cases = cases(ds)
             result["latency"] = []
             with serve(url) as endpoint:
-                for case in all_cases[:4]:
+                for case in [None, *all_cases[:4]]:
                     try:
                         lat = latency(
                             endpoint, ds, case, latency_queries(ds, args), warmup_queries(ds, args)
                         )
                     except (httpx.HTTPError, RuntimeError) as exc:
-                        lat = {"case": case.name, "error": repr(exc)}
+                        lat = {"case": case.name if case else "baseline", "error": repr(exc)}
                     say(f"  latency {lat}")
                     result["latency"].append(lat)
     finally:
