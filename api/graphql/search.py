@@ -72,7 +72,10 @@ async def similar_to_message(
 ) -> list[MessageMatch]:
     """Message.similar: neighbours of the message's own embedding, itself excluded.
 
-    Scopes CONTEXT and TREE are those of the context that owns the message.
+    Scopes CONTEXT and TREE are those of the context that owns the message (an
+    ancestor's, for a message inherited through a fork). Each message runs its
+    own search (one transaction, 2-4 statements): selecting `similar` on every
+    node of a long page costs one search per node.
     """
     k = _check_first(first, info)
     if not message.has_embedding:
