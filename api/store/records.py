@@ -44,13 +44,29 @@ def message_result_columns() -> list[sa.ColumnClause[Any]]:
     ]
 
 
+_STATEMENTS: dict[tuple[Any, ...], TextualSelect] = {}
+_MAX_STATEMENTS = 1024
+
+
 def typed(
     sql: str, *extra: sa.ColumnClause[Any], contexts: bool = False, messages: bool = False
 ) -> TextualSelect:
-    """A text statement whose result columns are typed like the model's (JSONB, UUID...)."""
-    columns: list[sa.ColumnClause[Any]] = list(extra)
-    if contexts:
-        columns += context_result_columns()
-    if messages:
-        columns += message_result_columns()
-    return sa.text(sql).columns(*columns)
+    """A text statement whose result columns are typed like the model's (JSONB, UUID...).
+
+    Statements are built once per text and column list and then reused: building one
+    (parsing the bind parameters, computing SQLAlchemy's cache key) took ~100 us per
+    execution (bench/README.md, "Optimizations"). The SQL of this layer never inlines
+    values, so there are few distinct texts; the bound only guards against a mistake.
+    """
+    key = (sql, tuple((c.name, repr(c.type)) for c in extra), contexts, messages)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        columns: list[sa.ColumnClause[Any]] = list(extra)
+        if contexts:
+            columns += context_result_columns()
+        if messages:
+            columns += message_result_columns()
+        if len(_STATEMENTS) >= _MAX_STATEMENTS:
+            _STATEMENTS.clear()
+        statement = _STATEMENTS[key] = sa.text(sql).columns(*columns)
+    return statement
