@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -49,6 +50,13 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
         "--port", type=int, default=18765, help="port for ctxgraph serve (default 18765)"
     )
     p.add_argument(
+        "--pool-size",
+        type=int,
+        default=20,
+        help="CTXGRAPH_POOL_SIZE of the server (default 20: the product default of 5"
+        " churns PostgreSQL sessions at 16 connections; see README)",
+    )
+    p.add_argument(
         "--driver", choices=["wrk", "python"], default="wrk", help="load driver (default wrk)"
     )
     p.add_argument(
@@ -73,6 +81,8 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    # SIGTERM unwinds like Ctrl-C, so the server we started (and its PostgreSQL) stop
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,
@@ -129,14 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         from bench.dataset import DatasetSpec, build, iter_summary
 
         manifest = build(a.data_dir, DatasetSpec.scaled(a.scale, a.seed), force=a.force)
-        print(f"data set in {a.data_dir}")  # noqa: T201
+        print(f"data set in {a.data_dir}")
         for line in iter_summary(manifest):
-            print(line)  # noqa: T201
+            print(line)
         return 0 if manifest["counter_mismatches"] == 0 else 1
     if a.command == "report":
         from bench.report import reprint
 
-        print(reprint(a.run_dir))  # noqa: T201
+        print(reprint(a.run_dir))
         return 0
     if a.command == "compare":
         from bench.compare import compare
@@ -153,11 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = RunConfig(
         data_dir=a.data_dir, out=_out_dir(a.out, a.label), workloads=list(names),
         connections=a.connections, duration=a.duration, warmup=a.warmup, workers=a.workers,
-        port=a.port, driver=a.driver, wait_quiet=a.wait_quiet, quiet_pct=a.quiet_pct,
+        pool_size=a.pool_size, port=a.port, driver=a.driver, wait_quiet=a.wait_quiet,
+        quiet_pct=a.quiet_pct,
         ids=a.ids, profile=a.profile, seed=a.seed, label=a.label, long_history=a.long_history,
     )  # fmt: skip
     report = run(cfg)
-    print(markdown(report))  # noqa: T201
+    print(markdown(report))
     bad = [r["workload"] for r in report["results"] if not r.get("skipped") and r["errors"]]
     return 1 if bad else 0
 

@@ -71,7 +71,8 @@ def _num(value: Any) -> float | None:
 def run_ctxgraph(a: argparse.Namespace, out: Path) -> dict[str, dict[str, Any]]:
     cfg = RunConfig(
         data_dir=a.data_dir, out=out, workloads=list(PAIRS.values()), connections=a.connections,
-        duration=a.duration, warmup=a.warmup, workers=a.workers, port=a.port, driver=a.driver,
+        duration=a.duration, warmup=a.warmup, workers=a.workers, port=a.port,
+        pool_size=a.pool_size, driver=a.driver,
         wait_quiet=a.wait_quiet, quiet_pct=a.quiet_pct, ids=a.ids, seed=a.seed,
     )  # fmt: skip
     report = run(cfg)

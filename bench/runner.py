@@ -50,6 +50,9 @@ class RunConfig:
     duration: float = 15.0
     warmup: float = 3.0
     workers: int = 1
+    # connections per server process; the default 5 (+5 overflow, closed on return)
+    # churns PostgreSQL sessions at 16 connections (0.1 new session per request)
+    pool_size: int = 20
     port: int = 18765
     driver: str = "wrk"
     threads: int = 1
@@ -75,7 +78,7 @@ class RunConfig:
 
 
 def log(msg: str) -> None:
-    print(f"[{dt.datetime.now():%H:%M:%S}] {msg}", flush=True)  # noqa: T201
+    print(f"[{dt.datetime.now():%H:%M:%S}] {msg}", flush=True)
 
 
 def machine_info() -> dict[str, Any]:
@@ -314,6 +317,19 @@ def statements_per_request(cfg: RunConfig, work: dict[str, wl.Workload]) -> dict
     return asyncio.run(_count_statements(cfg.dsn, items))
 
 
+async def _pg_counters(dsn: str) -> tuple[int, int]:
+    async with connect(dsn) as conn:
+        row = (
+            await conn.execute(
+                sa.text(
+                    "SELECT sessions, xact_commit + xact_rollback AS xacts"
+                    " FROM pg_stat_database WHERE datname = current_database()"
+                )
+            )
+        ).one()
+        return int(row.sessions), int(row.xacts)
+
+
 # --- profiling ------------------------------------------------------------------------
 
 
@@ -353,10 +369,12 @@ def measure(cfg: RunConfig, server: Server, w: wl.Workload, stmts: float | None)
         if cfg.profile
         else None
     )
+    pg_before = asyncio.run(_pg_counters(cfg.dsn))
     a = server.snapshot()
     res = drive(server.url, bodies_file, w.name, cfg.connections, cfg.duration, cfg.driver,
                 cfg.threads)  # fmt: skip
     b = server.snapshot()
+    pg_after = asyncio.run(_pg_counters(cfg.dsn))
     if profiler is not None:
         profiler.wait(timeout=60)
     (run_dir / f"{w.name}.driver.txt").write_text(res.output)
@@ -379,6 +397,10 @@ def measure(cfg: RunConfig, server: Server, w: wl.Workload, stmts: float | None)
             for k in ("non2xx", "connect_err", "read_err", "write_err", "timeouts", "gql_errors")
         },
         "statements_per_request": stmts,
+        # pg_stat_database: new sessions (connection churn; 1 is our own probe) and
+        # transactions per request (flushed by backends once a second: approximate)
+        "pg_sessions": pg_after[0] - pg_before[0],
+        "pg_xacts_per_request": round((pg_after[1] - pg_before[1]) / max(1, s["requests"]), 2),
         "response_kib": round(s["bytes"] / max(1, s["requests"]) / 1024, 2),
         "cpu": cpu,
         "busy_before_pct": None if busy_before is None else round(busy_before),
@@ -420,7 +442,14 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         "dataset": manifest,
     }
     log(f"results: {cfg.out}")
-    server = Server(cfg.data_dir, cfg.port, cfg.workers, cfg.out / "server.log", cfg.database_url)
+    server = Server(
+        cfg.data_dir,
+        cfg.port,
+        cfg.workers,
+        cfg.out / "server.log",
+        cfg.database_url,
+        env={"CTXGRAPH_POOL_SIZE": str(cfg.pool_size)},
+    )
     results: list[dict[str, Any]] = []
     t0 = time.monotonic()
     with server:

@@ -230,7 +230,7 @@ class Server:
             for k, v in os.environ.items()
             if k != "DATABASE_URL" and not k.startswith("CTXGRAPH_")
         }
-        # No access log: one log line per request is CPU the anchor does not spend.
+        # uvicorn's own access log off (ctxgraph's JSON access log stays, as deployed)
         env["CTXGRAPH_LOG_LEVEL"] = "warning"
         if self.database_url is not None:
             env["DATABASE_URL"] = self.database_url
