@@ -368,6 +368,18 @@ async def _index(
     return [r for r in result if r.id is not None], found
 
 
+def _fetch(req: SearchRequest, tuning: SearchTuning) -> int:
+    """How many rows to take from the index scan before the exact re-sort.
+
+    Unfiltered (ALL, no roles) the first k rows come from the scan's first
+    ef_search candidates, which are exactly ordered: overfetching bought no recall
+    (0.9935 either way at 100k rows) and costs a TOAST read per extra row.
+    """
+    if req.scope == "all" and req.roles is None:
+        return req.k
+    return max(req.k, tuning.candidates)
+
+
 def _route(scope: _Scope, tuning: SearchTuning) -> Literal["exact", "index"]:
     """Exact or index for a scope of n rows in a table of t (see SearchTuning's costs).
 
@@ -407,7 +419,7 @@ async def search(
     if _route(scope, tuning) == "exact":
         rows = await _exact(conn, query, req, scope)
         return SearchResult(rows, "exact", scope.estimated_rows)
-    fetch = max(req.k, tuning.candidates)
+    fetch = _fetch(req, tuning)
     await _configure_index_scan(conn, tuning, fetch)
     rows, found = await _index(conn, query, req, scope, fetch)
     if found < fetch and tuning.path == "auto":
@@ -431,7 +443,7 @@ async def explain(
     if _route(scope, tuning) == "exact":
         sql, params = _exact_sql(query, req, scope)
     else:
-        fetch = max(req.k, tuning.candidates)
+        fetch = _fetch(req, tuning)
         await _configure_index_scan(conn, tuning, fetch)
         sql, params = _index_sql(query, req, scope, fetch)
     options = "ANALYZE, BUFFERS" if analyze else "COSTS"
