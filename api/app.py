@@ -28,6 +28,7 @@ from api.metrics import Metrics
 from api.migrate import head_revision
 from api.persisted_queries import install as install_persisted_queries
 from api.realtime import Realtime
+from api.runtime import tune_garbage_collector
 from api.security.auth import ApiKeys
 from api.security.http import install as install_security
 from api.settings import Settings, get_settings
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
             await db.close()
             raise
         app.state.realtime = realtime
+        tune_garbage_collector()
         try:
             async with background_embeddings(embeddings, db.engine, settings):
                 yield
