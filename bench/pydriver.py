@@ -81,7 +81,7 @@ def main() -> None:
     with open(a.bodies, "rb") as f:
         lines = [ln.rstrip(b"\n") for ln in f if ln.strip()]
     summary = asyncio.run(run(a.url, lines, a.connections, a.duration))
-    print("WRK_JSON " + json.dumps({"label": a.label, **summary}), flush=True)  # noqa: T201
+    print("WRK_JSON " + json.dumps({"label": a.label, **summary}), flush=True)
 
 
 if __name__ == "__main__":
