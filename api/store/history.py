@@ -179,30 +179,43 @@ async def history_pages(
 async def history_counts(
     conn: AsyncConnection, context_ids: Sequence[uuid.UUID], f: HistoryFilter
 ) -> dict[uuid.UUID, int]:
-    """How many messages of each history match the filter (totalCount), in one statement."""
+    """How many messages of each history match the filter (totalCount), in one statement.
+
+    Each segment is counted in a LATERAL subquery: a range scan of the (context_id,
+    version) index. As a plain join the planner, estimating 100 chain rows, hashed
+    the chain against a sequential scan of every message in the database.
+    """
     params: dict[str, Any] = {"ids": list(context_ids)}
     conditions = _segment_conditions(f, params)
     sql = (
         f"WITH RECURSIVE {_chain_cte(f.include_inherited)} "
-        "SELECT ch.leaf, count(*) AS n FROM chain ch JOIN messages m"
-        f" ON {' AND '.join(conditions)} GROUP BY ch.leaf"
+        "SELECT ch.leaf, sum(s.n) AS n FROM chain ch CROSS JOIN LATERAL ("
+        f"SELECT count(*) AS n FROM messages m WHERE {' AND '.join(conditions)}) s"
+        " GROUP BY ch.leaf"
     )
     result = await conn.execute(sa.text(sql), params)
     counts = dict.fromkeys(context_ids, 0)
-    counts.update({row.leaf: row.n for row in result})
+    counts.update({row.leaf: int(row.n) for row in result})
     return counts
 
 
 async def history_tail_totals(
     conn: AsyncConnection, context_id: uuid.UUID, after_version: int
 ) -> tuple[int, int]:
-    """Count and token sum of the visible history above a version (fork counters)."""
+    """Count and token sum of the visible history above a version (fork counters).
+
+    One index range scan per segment (LATERAL, as in history_counts): the cost
+    grows with the length of the tail, not with the size of the messages table
+    (a plain join here was a sequential scan of every message: 77 ms at 200,000).
+    """
     params: dict[str, Any] = {"ids": [context_id], "after_version": after_version}
     conditions = [*_segment_conditions(HistoryFilter(), params), "m.version > :after_version"]
     sql = (
         f"WITH RECURSIVE {_chain_cte(True)} "
-        "SELECT count(*) AS n, coalesce(sum(m.token_count), 0) AS tokens"
-        f" FROM chain ch JOIN messages m ON {' AND '.join(conditions)}"
+        "SELECT coalesce(sum(s.n), 0) AS n, coalesce(sum(s.tokens), 0) AS tokens"
+        " FROM chain ch CROSS JOIN LATERAL (SELECT count(*) AS n,"
+        " coalesce(sum(m.token_count), 0) AS tokens"
+        f" FROM messages m WHERE {' AND '.join(conditions)}) s"
     )
     row = (await conn.execute(sa.text(sql), params)).one()
     return int(row.n), int(row.tokens)
