@@ -54,6 +54,13 @@ def markdown(report: dict[str, Any]) -> str:
         " server, PostgreSQL or the load driver (% of one core): high values mean a noisy"
         " neighbour."
     )
+    appends = [r for r in report["results"] if r.get("messages_per_s")]
+    if appends:
+        lines.append("")
+        lines += [
+            f"- {r['workload']}: {r['messages_per_s']} messages appended per second"
+            for r in appends
+        ]
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"

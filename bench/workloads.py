@@ -114,10 +114,12 @@ def check_tree(_b: Body, data: dict[str, Any]) -> str | None:
     return None
 
 
-def check_append(_b: Body, data: dict[str, Any]) -> str | None:
+def check_append(b: Body, data: dict[str, Any]) -> str | None:
     msgs = data["appendMessages"]["messages"]
-    if len(msgs) != 1 or msgs[0]["version"] < 1:
-        return f"expected one appended message, got {msgs}"
+    want = len(b["variables"]["messages"])
+    versions = [m["version"] for m in msgs]
+    if len(msgs) != want or versions != list(range(versions[0], versions[0] + want)):
+        return f"expected {want} appended messages with consecutive versions, got {versions}"
     return None
 
 
@@ -169,6 +171,7 @@ DESCRIPTIONS = {
     "tree": "a fork, its parent and the parent's forks (200 forks)",
     "chat-page-deep": "chat-page on forks at depth 5 (history across 6 segments)",
     "append": "one message (200-800 chars) appended to a random context",
+    "append-batch": "10 messages (200-800 chars each) appended to a random context",
     "fork": "fork a random context at a random version",
     "search-all": "similarMessages scope ALL, first 10",
     "search-context": "similarMessages scope CONTEXT, first 10",
@@ -177,7 +180,7 @@ DESCRIPTIONS = {
     "fork-long": "fork a 100,000-message context at a random version",
 }
 READS = ["chat-page", "sidebar", "tree", "chat-page-deep"]
-DEFAULT = [*READS, "search-all", "search-context", "append", "fork", "mix"]
+DEFAULT = [*READS, "search-all", "search-context", "append", "append-batch", "fork", "mix"]
 FORK_LATENCY = ["fork-short", "fork-long"]
 ALL = [*DEFAULT, *FORK_LATENCY]
 MIX = {"chat-page": 70, "sidebar": 10, "append": 15, "fork": 3, "search": 2}
@@ -188,6 +191,7 @@ CHECKS: dict[str, tuple[Check, bool]] = {
     "tree": (check_tree, False),
     "chat-page-deep": (check_chat_page, False),
     "append": (check_append, True),
+    "append-batch": (check_append, True),
     "fork": (check_fork, True),
     "search-all": (check_search, False),
     "search-context": (check_search, False),
@@ -237,13 +241,19 @@ async def sample_bodies(
     if name == "tree":
         ids = await _ids(conn, "parent_id IS NOT NULL", "q3", n)
         return [body(TREE, id=i) for i in ids]
-    if name == "append":
-        ids = await _ids(conn, "true", "append", 10 * n)
+    if name in ("append", "append-batch"):
+        ids = await _ids(conn, "true", name, 10 * n)
+        size = 10 if name == "append-batch" else 1
         out = []
         for i in ids:
-            content = make_text(rng, 200, 800)
-            message = {"role": "USER", "content": content, "tokenCount": token_count(content)}
-            out.append(body(APPEND, id=i, messages=[message]))
+            messages = []
+            for k in range(size):
+                content = make_text(rng, 200, 800)
+                role = "USER" if k % 2 == 0 else "ASSISTANT"
+                messages.append(
+                    {"role": role, "content": content, "tokenCount": token_count(content)}
+                )
+            out.append(body(APPEND, id=i, messages=messages))
         return out
     if name == "fork":
         rows = await conn.execute(
