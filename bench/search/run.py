@@ -296,6 +296,7 @@ def latency(
                 times.append(elapsed)
                 rows.append(len(data["data"].get("similarMessages", [])))
     return {
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "case": case.name if case is not None else "baseline: same body, roles [] (no search)",
         "requests": len(times),
         "warmup": min(len(warm), 100),
@@ -402,7 +403,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"# Similarity search benchmark: {load['rows']:,} messages",
         "",
         f"Command: `{result['command']}`  ",
-        f"Machine: {result['machine']}  ",
+        f"Machine: {result['machine']} (CPUs shared with other jobs during the runs)  ",
         f"Data: seed {load['seed']}, 1536-d clustered (bench/search/dataset.py); "
         f"{result['queries']} held-out queries, k = {K}; caches warmed with "
         f"{result.get('warmup_queries', 0)} other queries; shared_buffers "
@@ -446,16 +447,20 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             "## End-to-end GraphQL latency (`ctxgraph serve`, one client, sequential)",
             "",
-            "| case | requests | p50 ms | p95 ms | mean ms | min rows |",
-            "|---|---:|---:|---:|---:|---:|",
+            "Measured on a machine shared with other jobs: the 1-minute load average at the"
+            " end of each case is shown (2 CPUs; figures above ~1 are inflated).",
+            "",
+            "| case | requests | p50 ms | p95 ms | mean ms | min rows | load |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for lat in result["latency"]:
             if "error" in lat:
-                lines.append(f"| {lat['case']} | failed: {lat['error']} | | | | |")
+                lines.append(f"| {lat['case']} | failed: {lat['error']} | | | | | |")
                 continue
             lines.append(
                 f"| {lat['case']} | {lat['requests']} (+{lat['warmup']} warm-up) |"
                 f" {lat['p50_ms']} | {lat['p95_ms']} | {lat['mean_ms']} | {lat['min_rows']} |"
+                f" {lat.get('load_average_1m', '')} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -524,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.skip_recall and previous.exists():
             kept = json.loads(previous.read_text())
             result.update({k: kept[k] for k in ("recall", "plans") if k in kept})
+            recall_command = kept.get("recall_command", kept.get("command"))
+            result["recall_command"] = recall_command
+            result["command"] = f"{recall_command}; latency: {result['command']}"
         else:
             result.update(asyncio.run(run_searches(url, ds, args)))
         if not args.skip_latency:
