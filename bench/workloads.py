@@ -257,9 +257,11 @@ async def sample_bodies(
         return out
     if name == "fork":
         rows = await conn.execute(
+            # roots nobody forked yet: the tree workload's parents keep their forks list
             sa.text(
-                "SELECT id, latest_version FROM contexts WHERE deleted_at IS NULL"
-                " AND name NOT LIKE 'bench fork-latency%'"
+                "SELECT id, latest_version FROM contexts c WHERE deleted_at IS NULL"
+                " AND parent_id IS NULL AND name NOT LIKE 'bench fork-latency%'"
+                " AND NOT EXISTS (SELECT 1 FROM contexts f WHERE f.parent_id = c.id)"
                 " ORDER BY md5(id::text || 'fork') LIMIT :n"
             ),
             {"n": 5 * n},
