@@ -109,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         f" also: {','.join(wl.FORK_LATENCY)}, or 'all'",
     )
     r.add_argument(
+        "--code",
+        type=Path,
+        help="serve the code of another checkout (a git worktree) instead of this one,"
+        " for before/after comparisons (SQL/req is still counted on this checkout)",
+    )
+    r.add_argument(
         "--profile",
         action="store_true",
         help="record py-spy stacks of the server during each measurement (slower)",
@@ -165,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         connections=a.connections, duration=a.duration, warmup=a.warmup, workers=a.workers,
         pool_size=a.pool_size, port=a.port, driver=a.driver, wait_quiet=a.wait_quiet,
         quiet_pct=a.quiet_pct,
-        ids=a.ids, profile=a.profile, seed=a.seed, label=a.label, long_history=a.long_history,
+        ids=a.ids, profile=a.profile, code=a.code, seed=a.seed, label=a.label,
+        long_history=a.long_history,
     )  # fmt: skip
     report = run(cfg)
     print(markdown(report))

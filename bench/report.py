@@ -78,7 +78,7 @@ def chart(report: dict[str, Any], path: Path, title: str = "ctxgraph") -> bool:
         return False
     names = [r["workload"] for r in rows]
     x = list(range(len(rows)))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(10, 1.4 * len(rows) * 2), 4.8))
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(8.0, 0.75 * len(rows) + 3), 8))
     bars = ax1.bar(x, [r["rps"] for r in rows], color="#3572b0")
     ax1.bar_label(bars, fmt="%.0f", fontsize=8)
     ax1.set_title("Throughput (requests/s, higher is better)")

@@ -53,6 +53,8 @@ class RunConfig:
     # connections per server process; the default 5 (+5 overflow, closed on return)
     # churns PostgreSQL sessions at 16 connections (0.1 new session per request)
     pool_size: int = 20
+    # serve the code of another checkout (a git worktree): before/after comparisons
+    code: Path | None = None
     port: int = 18765
     driver: str = "wrk"
     threads: int = 1
@@ -215,11 +217,17 @@ def prepare(cfg: RunConfig, url: str) -> dict[str, wl.Workload]:
         result[name] = wl.Workload(name, wl.DESCRIPTIONS[name], check, writes, samples[name])
         if not samples[name]:
             result[name].skipped = "skipped: no context of the data set fits this workload"
-    for name, n in (("fork-short", 10), ("fork-long", cfg.long_history)):
+    for name, n in (
+        ("fork-short", 10),
+        ("fork-long", cfg.long_history),
+        ("fork-short-latest", 10),
+        ("fork-long-latest", cfg.long_history),
+    ):
         if name in wanted:
             cid, latest = ensure_history(url, dsn, n, cfg.seed)
             check, _ = wl.CHECKS[name]
-            bodies = wl.fork_latency_bodies(uuid_of(cid), latest, 1000, cfg.seed)
+            at_latest = name.endswith("-latest")
+            bodies = wl.fork_latency_bodies(uuid_of(cid), latest, 1000, cfg.seed, at_latest)
             result[name] = wl.Workload(name, wl.DESCRIPTIONS[name], check, True, bodies)
     search = [k for k in ("search-all", "search-context") if k in result]
     if search:
@@ -457,7 +465,10 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         cfg.workers,
         cfg.out / "server.log",
         cfg.database_url,
-        env={"CTXGRAPH_POOL_SIZE": str(cfg.pool_size)},
+        env={
+            "CTXGRAPH_POOL_SIZE": str(cfg.pool_size),
+            **({"PYTHONPATH": str(cfg.code)} if cfg.code else {}),
+        },
     )
     results: list[dict[str, Any]] = []
     t0 = time.monotonic()

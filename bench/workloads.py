@@ -125,7 +125,9 @@ def check_append(b: Body, data: dict[str, Any]) -> str | None:
 
 def check_fork(b: Body, data: dict[str, Any]) -> str | None:
     f = data["forkContext"]
-    v = b["variables"]["v"]
+    v = b["variables"].get("v")
+    if v is None:  # at the latest version: whatever it is, all three agree
+        v = f["forkVersion"]
     if f["forkVersion"] != v or f["latestVersion"] != v or f["messageCount"] != v:
         return f"fork at {v} came back as {f}"
     return None
@@ -178,10 +180,12 @@ DESCRIPTIONS = {
     "mix": "70% chat-page, 10% sidebar, 15% append, 3% fork, 2% search",
     "fork-short": "fork a 10-message context at a random version",
     "fork-long": "fork a 100,000-message context at a random version",
+    "fork-short-latest": "fork a 10-message context at its latest version",
+    "fork-long-latest": "fork a 100,000-message context at its latest version",
 }
 READS = ["chat-page", "sidebar", "tree", "chat-page-deep"]
 DEFAULT = [*READS, "search-all", "search-context", "append", "append-batch", "fork", "mix"]
-FORK_LATENCY = ["fork-short", "fork-long"]
+FORK_LATENCY = ["fork-short", "fork-long", "fork-short-latest", "fork-long-latest"]
 ALL = [*DEFAULT, *FORK_LATENCY]
 MIX = {"chat-page": 70, "sidebar": 10, "append": 15, "fork": 3, "search": 2}
 
@@ -197,6 +201,8 @@ CHECKS: dict[str, tuple[Check, bool]] = {
     "search-context": (check_search, False),
     "fork-short": (check_fork, True),
     "fork-long": (check_fork, True),
+    "fork-short-latest": (check_fork, True),
+    "fork-long-latest": (check_fork, True),
 }
 
 
@@ -277,8 +283,12 @@ async def sample_bodies(
     raise ValueError(f"no sampler for workload {name!r}")
 
 
-def fork_latency_bodies(context_id: uuid.UUID, latest: int, n: int, seed: int = 42) -> list[Body]:
-    """Forks of one context at random versions (the fork-short / fork-long workloads)."""
+def fork_latency_bodies(
+    context_id: uuid.UUID, latest: int, n: int, seed: int = 42, at_latest: bool = False
+) -> list[Body]:
+    """Forks of one context at random versions, or at its latest (no atVersion)."""
+    if at_latest:
+        return [body(FORK, id=str(context_id))]
     rng = random.Random(f"{seed}:fork-latency:{latest}")
     return [body(FORK, id=str(context_id), v=rng.randint(0, latest)) for _ in range(n)]
 
