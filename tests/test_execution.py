@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+from graphql import GraphQLEnumType, GraphQLScalarType
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from api.graphql.context import RequestContext
-from api.graphql.execution import PlainFieldExecutionContext
+from api.graphql.enums import MessageRole
+from api.graphql.execution import PlainFieldExecutionContext, serializer
 from api.graphql.schema import build_schema
 from api.store.inputs import Limits
 from tests.conftest import GraphQLClient, RollbackConnector
@@ -37,11 +41,28 @@ query($id: ID!) {
 }
 """
 
+# lists whose items select plain fields only: completed in one loop (nulls included)
+PLAIN_LISTS = """
+query($id: ID!) {
+  context(id: $id) {
+    messages(last: 10) {
+      nodes {
+        __typename id version role content tokenCount model toolName toolCallId createdAt
+        deletedAt hasEmbedding alias: content
+      }
+    }
+  }
+  contexts(first: 5) { nodes { __typename id name messageCount updatedAt deletedAt metadata } }
+}
+"""
 
-async def _run(conn: AsyncConnection, execution_context: type[Any], cid: str) -> Any:
+
+async def _run(
+    conn: AsyncConnection, execution_context: type[Any], cid: str, query: str = QUERY
+) -> Any:
     schema = build_schema(execution_context_class=execution_context)
     result = await schema.execute(
-        QUERY,
+        query,
         variable_values={"id": cid},
         context_value=RequestContext(RollbackConnector(conn), Limits()),
     )
@@ -76,6 +97,66 @@ async def test_plain_fields_give_the_same_results_as_graphql_core(
     assert Fast._plain[("Context", "depth")] is None  # a resolver
     assert Fast._plain[("MessageConnection", "totalCount")] is None
     assert ("Context", "parent") not in Fast._plain or Fast._plain[("Context", "parent")] is None
+
+
+async def test_lists_of_plain_objects_give_the_same_results_as_graphql_core(
+    client: GraphQLClient, conn: AsyncConnection
+) -> None:
+    root = await create_context(
+        client,
+        name=None,
+        metadata={"owner": "u1"},
+        messages=[user("hello", tokenCount=2), assistant("hi", model="m1"), user("again")],
+    )
+    completed: list[int] = []
+
+    class Fast(PlainFieldExecutionContext):
+        _plain = {}
+
+        def _complete_plain_objects(self, *args: Any) -> Any:
+            result = super()._complete_plain_objects(*args)
+            if result is not None:
+                completed.append(len(result))
+            return result
+
+    fast = await _run(conn, Fast, root["id"], PLAIN_LISTS)
+    slow = await _run(conn, StrawberryGraphQLCoreExecutionContext, root["id"], PLAIN_LISTS)
+    assert fast == slow
+    assert fast[1] is None
+    assert [m["model"] for m in fast[0]["context"]["messages"]["nodes"]] == [None, "m1", None]
+    # both lists took the one-loop path: the 3 messages and the contexts page
+    assert sorted(completed) == sorted([3, len(fast[0]["contexts"]["nodes"])])
+
+
+def test_leaf_serializers_agree_with_the_types_own() -> None:
+    schema = build_schema()._schema
+    samples: list[Any] = [
+        "text", "", 0, 7, 2**31 - 1, 2**31, -(2**31), -(2**31) - 1, True, False, 1.0, 1.5,
+        uuid.UUID(int=1), asyncpg_uuid(), datetime.now(UTC), None, [1], {"a": 1},
+    ]  # fmt: skip
+    for name in ("String", "Int", "Boolean", "ID", "Float", "DateTime", "MessageRole"):
+        leaf = schema.type_map[name]
+        assert isinstance(leaf, GraphQLScalarType | GraphQLEnumType)
+        fast = serializer(leaf)
+        for value in [*samples, *(m.value for m in MessageRole)]:
+            expected = _outcome(leaf.coerce_output_value, value)
+            assert _outcome(fast, value) == expected, (name, value)
+
+
+def _outcome(serialize: Any, value: Any) -> Any:
+    try:
+        result = serialize(value)
+    except Exception as exc:  # the same failure either way
+        return type(exc)
+    return (type(result), result)
+
+
+def asyncpg_uuid() -> uuid.UUID:
+    """The UUID subclass asyncpg returns for uuid columns."""
+    from asyncpg.pgproto.pgproto import UUID
+
+    value: uuid.UUID = UUID(str(uuid.uuid4()))
+    return value
 
 
 async def test_responses_keep_integers_orjson_cannot_encode(client: GraphQLClient) -> None:

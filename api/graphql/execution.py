@@ -9,20 +9,33 @@ execution context reads the attribute and serializes it directly: the same
 value through the same serializer, without the per-field machinery (measured:
 bench/README.md, "Optimizations").
 
+A list of objects whose selected fields are all plain (the messages of a page)
+is completed in one loop over the rows, without a Path, a resolve info or the
+four levels of complete_value per item: 30% of a chat page's in-process time
+before (bench/README.md, "Optimizations").
+
 Anything else — a null value (the non-null check and its error), an exception,
-field middleware from a schema extension — takes graphql-core's own path, so
-results and errors are unchanged.
+field middleware from a schema extension, @stream/@defer — takes graphql-core's
+own path, so results and errors are unchanged.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeGuard
 
 from graphql import (
+    GraphQLBoolean,
     GraphQLField,
+    GraphQLID,
+    GraphQLInt,
+    GraphQLLeafType,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLResolveInfo,
+    GraphQLString,
     is_leaf_type,
 )
 from graphql.pyutils import Path, Undefined
@@ -49,7 +62,30 @@ def plain_field(field: GraphQLField) -> Plain | None:
     leaf = field.type if nullable else field.type.of_type  # type: ignore[union-attr]
     if not is_leaf_type(leaf):
         return None
-    return definition.python_name, leaf.coerce_output_value, nullable
+    return definition.python_name, serializer(leaf), nullable
+
+
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+
+
+def serializer(leaf: GraphQLLeafType) -> Callable[[Any], Any]:
+    """The leaf type's serializer, answering the common Python types first.
+
+    Each shortcut returns what the type's own coerce_output_value returns for that
+    value (graphql-core's serialize_id, serialize_int... checked by
+    tests/test_execution.py); anything else goes through it.
+    """
+    coerce = leaf.coerce_output_value
+    if leaf is GraphQLString:
+        return lambda v: v if type(v) is str else coerce(v)
+    if leaf is GraphQLInt:
+        return lambda v: v if type(v) is int and _INT_MIN <= v <= _INT_MAX else coerce(v)
+    if leaf is GraphQLBoolean:
+        return lambda v: v if type(v) is bool else coerce(v)
+    if leaf is GraphQLID:
+        # serialize_id: str as is, other non-builtin objects (a UUID) through str()
+        return lambda v: v if type(v) is str else str(v) if isinstance(v, uuid.UUID) else coerce(v)
+    return coerce
 
 
 def read_plain(plain: Plain, source: Any) -> Any:
@@ -65,6 +101,19 @@ def read_plain(plain: Plain, source: Any) -> Any:
     if serialized is None or serialized is Undefined:
         return _FULL_PATH
     return serialized
+
+
+def row_index(row: Any) -> dict[str, int] | None:
+    """Attribute name -> position of a store record, when the row shares one.
+
+    Rows of one result share this mapping; indexing a Row is ten times cheaper
+    than its attribute lookup (0.05 vs 0.5 us, 300 lookups per chat page). It is
+    SQLAlchemy's own (private) map: without it, attributes are read by name.
+    """
+    if type(row) is not Row:
+        return None
+    index = getattr(row, "_key_to_index", None)
+    return index if type(index) is dict else None
 
 
 def is_awaitable(value: Any) -> TypeGuard[Awaitable[Any]]:
@@ -128,6 +177,101 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return super().execute_fields(
             parent_type, source_value, path, grouped_field_set, position_context
         )
+
+    def complete_iterable_value(
+        self,
+        item_type: GraphQLOutputType,
+        field_details_list: Any,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        items: Any,
+        position_context: Any,
+    ) -> Any:
+        if self._shortcuts and type(items) is list:
+            completed = self._complete_plain_objects(
+                item_type, field_details_list, info, path, items
+            )
+            if completed is not None:
+                return completed
+        return super().complete_iterable_value(
+            item_type, field_details_list, info, path, items, position_context
+        )
+
+    def _complete_plain_objects(
+        self,
+        item_type: GraphQLOutputType,
+        field_details_list: Any,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        items: list[Any],
+    ) -> list[Any] | None:
+        """The completed list when every item is an object read by plain fields only.
+
+        None (nothing was changed, graphql-core completes the list) for anything
+        else: a null item, a field that is not plain, a value needing the full path.
+        """
+        object_type = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
+        if not isinstance(object_type, GraphQLObjectType) or not items:
+            return None
+        if self.get_stream_usage(field_details_list, path):
+            return None
+        grouped_field_set, new_defer_usages, _ = self.collect_subfields(
+            object_type, field_details_list
+        )
+        if new_defer_usages:
+            return None
+        # per selected field: response name, attribute (None: __typename), how to
+        # serialize it, whether it is nullable
+        names: list[str] = []
+        attributes: list[str | None] = []
+        leaves: list[tuple[Callable[[Any], Any], bool]] = []
+        for response_name, field_details in grouped_field_set.items():
+            name = field_details[0].node.name.value
+            names.append(response_name)
+            if name == "__typename":
+                attributes.append(None)
+                leaves.append((str, False))
+                continue
+            plain = self._lookup(object_type, name)
+            if plain is None:
+                return None
+            attributes.append(plain[0])
+            leaves.append(plain[1:])
+        type_name, is_type_of = object_type.name, object_type.is_type_of
+        shared = row_index(items[0])
+        positions = None
+        if shared is not None and all(a is None or a in shared for a in attributes):
+            positions = [None if a is None else shared[a] for a in attributes]
+        completed: list[Any] = []
+        for item in items:
+            # is_type_of may answer False or an awaitable: graphql-core handles both
+            if is_type_of is not None and is_type_of(item, info) is not True:
+                return None
+            if positions is not None and row_index(item) is shared:
+                values = [type_name if p is None else item[p] for p in positions]
+            else:
+                try:
+                    values = [type_name if a is None else getattr(item, a) for a in attributes]
+                except Exception:
+                    return None  # not a record (an exception, a missing attribute...)
+            obj: dict[str, Any] = {}
+            for response_name, (serialize, nullable), value in zip(
+                names, leaves, values, strict=True
+            ):
+                if value is None:
+                    if not nullable:
+                        return None  # graphql-core raises the non-null error
+                    obj[response_name] = None
+                    continue
+                try:
+                    serialized = serialize(value)
+                except Exception:
+                    return None
+                if serialized is None or serialized is Undefined:
+                    return None
+                obj[response_name] = serialized
+            completed.append(obj)
+        return completed
 
     def execute_field(
         self,

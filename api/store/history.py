@@ -159,10 +159,11 @@ async def history_pages(
     pages = {cid: HistoryPage(rows=[], has_next=False, has_previous=False) for cid in context_ids}
     beyond: dict[int, set[uuid.UUID]] = {_AT_OR_BEFORE_AFTER: set(), _AT_OR_AFTER_BEFORE: set()}
     for row in result:
-        if row.part == _PAGE:
-            pages[row.leaf].rows.append(row)
+        leaf, part = row[0], row[1]  # by position: a Row's attribute lookup is 10x slower
+        if part == _PAGE:
+            pages[leaf].rows.append(row)
         else:
-            beyond[row.part].add(row.leaf)
+            beyond[part].add(leaf)
     for cid, p in pages.items():
         more = len(p.rows) > req.size
         del p.rows[req.size :]
