@@ -73,9 +73,18 @@ def serializer(leaf: GraphQLLeafType) -> Callable[[Any], Any]:
 
     Each shortcut returns what the type's own coerce_output_value returns for that
     value (graphql-core's serialize_id, serialize_int... checked by
-    tests/test_execution.py); anything else goes through it.
+    tests/test_execution.py); anything else goes through it. Raises where
+    graphql-core would report an error (no value: None or Undefined), so callers
+    leave such values to graphql-core's path.
     """
-    coerce = leaf.coerce_output_value
+    own = leaf.coerce_output_value
+
+    def coerce(value: Any) -> Any:
+        serialized = own(value)
+        if serialized is None or serialized is Undefined:
+            raise ValueError(f"{leaf.name} cannot represent {value!r}")  # the full path says
+        return serialized
+
     if leaf is GraphQLString:
         return lambda v: v if type(v) is str else coerce(v)
     if leaf is GraphQLInt:
@@ -95,12 +104,9 @@ def read_plain(plain: Plain, source: Any) -> Any:
         value = getattr(source, attribute)
         if value is None:
             return None if nullable else _FULL_PATH
-        serialized = serialize(value)
+        return serialize(value)
     except Exception:
         return _FULL_PATH  # the full path raises it again, with its path and location
-    if serialized is None or serialized is Undefined:
-        return _FULL_PATH
-    return serialized
 
 
 def row_index(row: Any) -> dict[str, int] | None:
@@ -237,41 +243,39 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 return None
             attributes.append(plain[0])
             leaves.append(plain[1:])
-        type_name, is_type_of = object_type.name, object_type.is_type_of
+        # is_type_of may answer False or an awaitable: graphql-core handles both
+        is_type_of = object_type.is_type_of
+        if is_type_of is not None and not all(is_type_of(item, info) is True for item in items):
+            return None
+        # column by column: each step is one C-level loop over the items, with a Python
+        # call per value only where a serializer has work to do
+        # rows of one result: read by position (0.05 us instead of 0.5 us per value)
         shared = row_index(items[0])
-        positions = None
-        if shared is not None and all(a is None or a in shared for a in attributes):
-            positions = [None if a is None else shared[a] for a in attributes]
-        completed: list[Any] = []
-        for item in items:
-            # is_type_of may answer False or an awaitable: graphql-core handles both
-            if is_type_of is not None and is_type_of(item, info) is not True:
-                return None
-            if positions is not None and row_index(item) is shared:
-                values = [type_name if p is None else item[p] for p in positions]
-            else:
-                try:
-                    values = [type_name if a is None else getattr(item, a) for a in attributes]
-                except Exception:
-                    return None  # not a record (an exception, a missing attribute...)
-            obj: dict[str, Any] = {}
-            for response_name, (serialize, nullable), value in zip(
-                names, leaves, values, strict=True
-            ):
-                if value is None:
-                    if not nullable:
-                        return None  # graphql-core raises the non-null error
-                    obj[response_name] = None
-                    continue
-                try:
-                    serialized = serialize(value)
-                except Exception:
-                    return None
-                if serialized is None or serialized is Undefined:
-                    return None
-                obj[response_name] = serialized
-            completed.append(obj)
-        return completed
+        if shared is not None and not (
+            all(a is None or a in shared for a in attributes)
+            and all(row_index(item) is shared for item in items)
+        ):
+            shared = None
+        columns: list[list[Any]] = []
+        for attribute, (serialize, nullable) in zip(attributes, leaves, strict=True):
+            if attribute is None:
+                columns.append([object_type.name] * len(items))
+                continue
+            try:
+                if shared is not None:
+                    position = shared[attribute]
+                    values = [item[position] for item in items]
+                else:
+                    values = [getattr(item, attribute) for item in items]
+                if None not in values:
+                    columns.append(list(map(serialize, values)))
+                elif nullable:
+                    columns.append([None if v is None else serialize(v) for v in values])
+                else:
+                    return None  # graphql-core raises the non-null error
+            except Exception:
+                return None  # not a record, or a value graphql-core must report
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
     def execute_field(
         self,
