@@ -164,3 +164,33 @@ async def test_responses_keep_integers_orjson_cannot_encode(client: GraphQLClien
     ctx = await create_context(client, metadata={"big": 10**30, "text": "é\u2028"})
     data = await client.data("query($id: ID!) { context(id: $id) { metadata } }", {"id": ctx["id"]})
     assert data["context"]["metadata"] == {"big": 10**30, "text": "é\u2028"}
+
+
+async def test_float_list_variables_skip_per_item_coercion(
+    conn: AsyncConnection, monkeypatch: Any
+) -> None:
+    """An embedding variable is coerced by finite_floats, not item by item."""
+    import graphql.execution.values as values
+
+    coerced: list[Any] = []
+    own = values.coerce_input_value
+
+    def spy(value: Any, type_: Any, *args: Any, **kwargs: Any) -> Any:
+        coerced.append(value)
+        return own(value, type_, *args, **kwargs)
+
+    monkeypatch.setattr(values, "coerce_input_value", spy)
+    schema = build_schema()
+    query = (
+        "query($e: [Float!], $n: Int) { similarMessages(embedding: $e, first: $n) { distance } }"
+    )
+    for vector, per_item in (([0.25] * 1536, False), ([0.25] * 1535 + [True], True)):
+        coerced.clear()
+        result = await schema.execute(
+            query,
+            variable_values={"e": vector, "n": 3},
+            context_value=RequestContext(RollbackConnector(conn), Limits()),
+        )
+        assert (result.errors is not None) == per_item  # True is not a Float
+        assert (vector in coerced) == per_item
+        assert 3 in coerced  # other variables: graphql-core as always

@@ -559,3 +559,77 @@ async def test_statements_per_search(client: GraphQLClient, statements: Statemen
 )
 def test_routing_between_exact_and_index(scope: _Scope, expected: str) -> None:
     assert _route(scope, DEFAULT_TUNING) == expected
+
+
+# --- the embedding variable's short coercion path (api/graphql/execution.py) -------------
+
+
+@pytest.mark.parametrize(
+    ("items", "fragment"),
+    [
+        ("NaN", "nan"),  # json.loads reads NaN; GraphQL's Float refuses it
+        ("-Infinity", "inf"),
+        ("true", "true"),  # a bool is not a Float
+        ('"0.5"', "0.5"),  # nor is a string
+        ("null", "null"),  # [Float!] refuses null items
+        (str(2**60 + 1), "1152921504606846977"),  # an int no float holds exactly
+    ],
+)
+async def test_embedding_variable_refusals_are_graphql_cores(
+    client: GraphQLClient, items: str, fragment: str
+) -> None:
+    """Vectors the short path does not take get graphql-core's own errors, for both
+    the nullable search argument and setMessageEmbedding's non-null one."""
+    _, (mid,) = await context_with(client, [("m", None)])
+    vector = ",".join(["0.5"] * (DIM - 1) + [items])
+    for query, extra in ((SEARCH, ""), (SET_EMBEDDING, f', "id": "{mid}"')):
+        body = f'{{"query": {json.dumps(query)}, "variables": {{"e": [{vector}]{extra}}}}}'
+        response = await client.http.post(
+            "/graphql", content=body, headers={"content-type": "application/json"}
+        )
+        (error,) = response.json()["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+        assert "Variable '$e' has invalid value" in error["message"]
+        assert fragment in error["message"].lower()
+    node = await client.data("query($id: ID!) { message(id: $id) { hasEmbedding } }", {"id": mid})
+    assert node["message"]["hasEmbedding"] is False
+
+
+async def test_embedding_variable_with_ints_and_exact_values(client: GraphQLClient) -> None:
+    """Ints (JSON.stringify(0) is "0") are floats; values arrive exactly as sent."""
+    space = Space()
+    vector = space.at(0.05)
+    vector[:4] = [0, 1, -1, 0]
+    cid, (mid,) = await context_with(client, [("m", None)])
+    data = await client.data(SET_EMBEDDING, {"id": mid, "e": vector})
+    assert data["setMessageEmbedding"]["hasEmbedding"] is True
+    (match,) = await similar(client, e=vector, scope="CONTEXT", cid=cid)
+    assert match["distance"] == pytest.approx(0.0, abs=1e-5)
+    # the same vector given inline (a literal, not a variable) finds the same match
+    literal = "[" + ",".join(repr(float(x)) for x in vector) + "]"
+    inline = await client.data(
+        "query($cid: ID) { similarMessages(embedding: " + literal + ", scope: CONTEXT,"
+        " contextId: $cid) { distance message { id } } }",
+        {"cid": cid},
+    )
+    assert inline["similarMessages"][0]["message"]["id"] == mid
+    assert inline["similarMessages"][0]["distance"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_finite_floats_takes_only_what_graphql_core_would_coerce_as_is() -> None:
+    from api.graphql.execution import finite_floats
+
+    assert finite_floats([0.5, 1, -2]) == [0.5, 1.0, -2.0]
+    assert all(type(v) is float for v in finite_floats([0, 1]) or [None])
+    assert finite_floats([]) == []
+    for refused in (
+        [0.5, math.nan],
+        [math.inf],
+        [1e308, 1e308],  # each finite, the sum is not: the long way (still accepted there)
+        [True, 0.5],
+        [2**53 + 1],
+        [[0.5]],
+        (0.5, 1.0),
+        "0.5",
+    ):
+        assert finite_floats(refused) is None, refused
