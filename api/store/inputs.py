@@ -172,10 +172,13 @@ def check_embedding(embedding: Sequence[float], argument: str = "embedding") -> 
         raise BadUserInput(
             f"`{argument}` must have exactly {EMBEDDING_DIMENSIONS} numbers (got {len(embedding)})."
         )
-    values = [float(x) for x in embedding]
+    values = list(map(float, embedding))
+    # pgvector stores 32-bit floats: anything larger is "out of range" in PostgreSQL.
+    # min/max are C loops (a NaN makes the comparisons false, so it is caught too)
+    if -FLOAT32_MAX <= min(values) and max(values) <= FLOAT32_MAX:
+        return values
     if not all(math.isfinite(x) for x in values):
         raise BadUserInput(f"`{argument}` must contain only finite numbers (no NaN/Infinity).")
-    # pgvector stores 32-bit floats: anything larger is "out of range" in PostgreSQL.
     if not all(abs(x) <= FLOAT32_MAX for x in values):
         raise BadUserInput(
             f"`{argument}` must contain only numbers between -{FLOAT32_MAX:.7g} and "

@@ -37,10 +37,12 @@ bench.search --rows 100000`).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -104,12 +106,13 @@ class QueryVector:
 
     def sql(self, params: dict[str, Any]) -> str:
         if self.values is not None:
-            # Sent as a binary float4[] (6 KB; formatting and parsing a 30 KB text
-            # literal cost more than the search itself), cast once: a scalar subquery
-            # is an InitPlan, while a bare cast of the parameter is redone for every
-            # row once PostgreSQL uses a generic plan for the prepared statement.
-            params["q"] = self.values
-            return "(SELECT CAST(CAST(:q AS real[]) AS vector))"
+            # pgvector's text form '[x,y,...]' is a JSON array: orjson writes it in
+            # ~0.05 ms, where asyncpg's float4[] encoder took 0.6 ms of client CPU
+            # (per-item type checks) and Python's float formatting 1.1 ms. Cast once:
+            # a scalar subquery is an InitPlan, while a bare cast of the parameter is
+            # redone for every row once PostgreSQL uses a generic plan.
+            params["q"] = orjson.dumps(self.values).decode()
+            return "(SELECT CAST(CAST(:q AS text) AS vector))"
         params["qid"] = self.message_id
         # An uncorrelated scalar subquery: evaluated once (InitPlan), usable by the index.
         return "(SELECT qm.embedding FROM messages qm WHERE qm.id = :qid)"
@@ -276,11 +279,16 @@ async def _exact(
 
 async def _set_local(conn: AsyncConnection, settings: dict[str, str]) -> None:
     params: dict[str, Any] = {}
-    calls = []
     for i, (name, value) in enumerate(settings.items()):
         params[f"n{i}"], params[f"v{i}"] = name, value
-        calls.append(f"set_config(:n{i}, :v{i}, true)")
-    await conn.execute(sa.text(f"SELECT {', '.join(calls)}"), params)
+    await conn.execute(_set_config_statement(len(settings)), params)
+
+
+@functools.cache
+def _set_config_statement(n: int) -> sa.TextClause:
+    """SELECT set_config(:n0, :v0, true), ... for n settings (built once: ~0.2 ms)."""
+    calls = ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(n))
+    return sa.text(f"SELECT {calls}")
 
 
 async def _configure_index_scan(conn: AsyncConnection, tuning: SearchTuning, fetch: int) -> None:
