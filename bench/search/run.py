@@ -454,8 +454,10 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             "## End-to-end GraphQL latency (`ctxgraph serve`, one client, sequential)",
             "",
-            "Measured on a machine shared with other jobs: the 1-minute load average at the"
-            " end of each case is shown (2 CPUs; figures above ~1 are inflated).",
+            "Each request is timed from sending its encoded body (httpx, keep-alive) to"
+            " having the parsed response. Measured on a machine shared with other jobs:"
+            " the 1-minute load average at the end of each case is shown (2 CPUs; figures"
+            " above ~1 are inflated).",
             "",
             "| case | requests | p50 ms | p95 ms | mean ms | min rows | load |",
             "|---|---:|---:|---:|---:|---:|---:|",
