@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
+from api import jsoncodec
 from api.settings import Settings
 
 log = logging.getLogger("ctxgraph.db")
@@ -136,6 +137,8 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         pool_timeout=settings.pool_timeout,
         pool_recycle=settings.pool_recycle,
         connect_args=connect_args,
+        # JSONB values (context metadata): orjson where it gives json.loads's value
+        json_deserializer=jsoncodec.loads,
     )
     return engine
 

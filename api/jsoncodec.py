@@ -1,0 +1,57 @@
+"""JSON decoding with orjson, exact as the json module.
+
+orjson parses several times faster than the json module (a search body of 1,536
+floats: ~0.1 ms instead of ~0.6), but reads an integer beyond 64 bits as a
+float, where json.loads keeps it exact (client metadata may hold one). Values
+that may have come from such an integer, or text orjson refuses (NaN, lone
+surrogates: the json module accepts them), are parsed again by json.loads.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+import orjson
+
+SLOW: Final = object()
+"""What loads_fast returns when only json.loads can answer exactly."""
+
+_INT64 = 2.0**63
+
+
+def may_hold_long_integer(value: object) -> bool:
+    """Whether a value parsed by orjson may have had an integer beyond 64 bits, which
+    orjson reads as a float (json.loads keeps it exact). Any float that large counts:
+    1e30 too, which json.loads reads the same anyway. Lists of floats (an embedding)
+    are checked with C-level min/max."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is float:
+            if not -_INT64 < item < _INT64:
+                return True
+        elif type(item) is list:
+            if item and set(map(type, item)) == {float}:
+                if not (-_INT64 < min(item) and max(item) < _INT64):
+                    return True
+            else:
+                stack.extend(item)
+        elif type(item) is dict:
+            stack.extend(item.values())
+    return False
+
+
+def loads_fast(data: str | bytes) -> Any:
+    """orjson's value, or SLOW when it may differ from json.loads's (or orjson refuses)."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return SLOW
+    return SLOW if may_hold_long_integer(value) else value
+
+
+def loads(data: str | bytes) -> Any:
+    """json.loads's value, computed by orjson whenever that gives the same."""
+    value = loads_fast(data)
+    return json.loads(data) if value is SLOW else value
