@@ -194,3 +194,32 @@ async def test_float_list_variables_skip_per_item_coercion(
         assert (result.errors is not None) == per_item  # True is not a Float
         assert (vector in coerced) == per_item
         assert 3 in coerced  # other variables: graphql-core as always
+
+
+async def test_a_request_leaves_no_reference_cycles(
+    client: GraphQLClient, conn: AsyncConnection
+) -> None:
+    """Nothing of a request waits for the cyclic garbage collector (weak_helpers):
+    its context, loaders and rows are freed as soon as the result is out."""
+    import gc
+
+    from api.graphql.loaders import Loaders
+
+    root = await create_context(client, messages=[user("hello"), assistant("hi")])
+    await _run(conn, PlainFieldExecutionContext, root["id"])  # warm caches first
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        data, errors = await _run(conn, PlainFieldExecutionContext, root["id"])
+        gc.collect()
+        kinds = {type(o).__name__ for o in gc.garbage}
+        held = [o for o in gc.garbage if isinstance(o, RequestContext | Loaders)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert errors is None
+    assert data["context"]["messages"]["nodes"]
+    assert held == [], kinds
+    assert not kinds & {"Row", "DataLoader", "CtxgraphExecutionContext"}, kinds
