@@ -171,9 +171,9 @@ async def test_float_list_variables_skip_per_item_coercion(
 ) -> None:
     """An embedding variable is coerced by finite_floats, not item by item."""
     import graphql.execution.values as values
+    from graphql.utilities.coerce_input_value import coerce_input_value as own
 
     coerced: list[Any] = []
-    own = values.coerce_input_value
 
     def spy(value: Any, type_: Any, *args: Any, **kwargs: Any) -> Any:
         coerced.append(value)
