@@ -138,7 +138,9 @@ async def test_message_fields_are_batched(client: GraphQLClient, statements: Sta
     nodes = data["context"]["messages"]["nodes"]
     assert len(nodes) == 31
     assert [len(n["forks"]) for n in nodes if n["version"] in (3, 7, 20, 30)] == [1, 2, 1, 1]
-    assert len(few) == len(many) == 4  # context, history page, owners, forks at versions
+    # context (with its parent, the owner of the inherited messages), history page,
+    # forks at versions
+    assert len(few) == len(many) == 3
 
 
 # --- exact counts per operation -----------------------------------------------------------------
@@ -157,6 +159,10 @@ HISTORY = (
     "query($id: ID!, $before: String) { context(id: $id) { id messages(last: 50, before: $before)"
     " { nodes { id version content } pageInfo { hasPreviousPage hasNextPage startCursor }"
     " totalCount } } }"
+)
+TREE = (
+    "query($id: ID!) { context(id: $id) { id name parent { id name latestVersion"
+    " forks(first: 10) { nodes { id name forkVersion } } } } }"
 )
 LISTING = (
     "query($f: ContextFilter, $after: String) { contexts(first: 20, after: $after, filter: $f)"
@@ -228,6 +234,12 @@ async def test_statement_counts_per_operation(
     )
     assert [n["version"] for n in back["context"]["messages"]["nodes"]] == list(range(65, 115))
     assert back["context"]["messages"]["pageInfo"]["hasNextPage"] is True
+
+    # a fork with its parent and the parent's forks (the bench's tree workload): the
+    # parent comes with the fork, so one statement for both, one for the forks
+    tree = await op("fork, its parent and the parent's forks", TREE, {"id": chain[20]}, 2)
+    assert tree["context"]["parent"]["id"] == chain[19]
+    assert [f["id"] for f in tree["context"]["parent"]["forks"]["nodes"]] == [chain[20]]
 
     listing = await op(
         "contexts page (first: 20) with totalCount", LISTING, {"f": {"metadataContains": tag}}, 2

@@ -7,6 +7,7 @@ history statement, not 50.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
-from strawberry.dataloader import DataLoader
+from strawberry.dataloader import DataLoader, DefaultCache
 
 from api.db import Connector
 from api.store import contexts, history, messages, tree
@@ -36,7 +37,11 @@ class Loaders:
 
     def __init__(self, connector: Connector) -> None:
         self._connector = connector
-        self.context = DataLoader[uuid.UUID, Row[Any] | None](self._by_id(contexts.contexts_by_ids))
+        # contexts come with their parents, which go straight into the cache
+        context_cache = DefaultCache[uuid.UUID, Row[Any] | None]()
+        self.context = DataLoader[uuid.UUID, Row[Any] | None](
+            _contexts_with_parents(connector, context_cache), cache_map=context_cache
+        )
         self.message = DataLoader[uuid.UUID, Row[Any] | None](self._by_id(messages.messages_by_ids))
         self.ancestors = DataLoader[uuid.UUID, list[Row[Any]]](self._batched(tree.ancestors))
         self.forks_at = DataLoader[tuple[uuid.UUID, int], list[Row[Any]]](_forks_at(connector))
@@ -111,5 +116,26 @@ def _forks_at(
         async with connector.read() as conn:
             found = await tree.forks_at(conn, keys)
         return [found[k] for k in keys]
+
+    return load
+
+
+def _contexts_with_parents(
+    connector: Connector, cache: DefaultCache[uuid.UUID, Row[Any] | None]
+) -> Callable[[list[uuid.UUID]], Awaitable[list[Row[Any] | None]]]:
+    """The context loader's batch function: the contexts asked for, plus their parents
+    primed into the loader's cache (the cache, not the loader: no reference cycle)."""
+
+    async def load(ids: list[uuid.UUID]) -> list[Row[Any] | None]:
+        async with connector.read() as conn:
+            found = await contexts.contexts_with_parents(conn, ids)
+        asked = set(ids)
+        loop = asyncio.get_running_loop()
+        for key, row in found.items():
+            if key not in asked and cache.get(key) is None:
+                primed: asyncio.Future[Row[Any] | None] = loop.create_future()
+                primed.set_result(row)
+                cache.set(key, primed)
+        return [found.get(i) for i in ids]
 
     return load
