@@ -18,7 +18,7 @@ from api.store.guards import context_deleted, context_not_found, live_context_st
 from api.store.history import history_tail_totals
 from api.store.inputs import NewMessage
 from api.store.messages import insert_messages_sql, message_params
-from api.store.records import context_select_list, typed
+from api.store.records import context_select_list, statement, typed
 
 CTX = context_select_list("c")
 
@@ -342,6 +342,6 @@ async def count_contexts(conn: AsyncConnection, f: ContextListFilter) -> int:
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     return int(
         (
-            await conn.execute(sa.text(f"SELECT count(*) FROM contexts c {where}"), params)
+            await conn.execute(statement(f"SELECT count(*) FROM contexts c {where}"), params)
         ).scalar_one()
     )

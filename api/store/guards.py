@@ -3,11 +3,11 @@
 import uuid
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.errors import ContextDeleted, NotFound
+from api.store.records import statement
 
 
 def context_not_found(context_id: uuid.UUID) -> NotFound:
@@ -25,7 +25,7 @@ async def live_context_state(conn: AsyncConnection, context_id: uuid.UUID) -> Ro
     """The context's (deleted_at, latest_version); NOT_FOUND or CONTEXT_DELETED otherwise."""
     row = (
         await conn.execute(
-            sa.text("SELECT deleted_at, latest_version FROM contexts WHERE id = :id"),
+            statement("SELECT deleted_at, latest_version FROM contexts WHERE id = :id"),
             {"id": context_id},
         )
     ).one_or_none()

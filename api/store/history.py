@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.store.records import MESSAGE_COLUMNS, message_select_list, typed
+from api.store.records import MESSAGE_COLUMNS, message_select_list, statement, typed
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +194,7 @@ async def history_counts(
         f"SELECT count(*) AS n FROM messages m WHERE {' AND '.join(conditions)}) s"
         " GROUP BY ch.leaf"
     )
-    result = await conn.execute(sa.text(sql), params)
+    result = await conn.execute(statement(sql), params)
     counts = dict.fromkeys(context_ids, 0)
     counts.update({row.leaf: int(row.n) for row in result})
     return counts
@@ -218,5 +218,5 @@ async def history_tail_totals(
         " coalesce(sum(m.token_count), 0) AS tokens"
         f" FROM messages m WHERE {' AND '.join(conditions)}) s"
     )
-    row = (await conn.execute(sa.text(sql), params)).one()
+    row = (await conn.execute(statement(sql), params)).one()
     return int(row.n), int(row.tokens)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from api.errors import BadUserInput, NotFound, VersionConflict
 from api.store.guards import context_deleted, live_context_state
 from api.store.inputs import NewMessage
-from api.store.records import message_select_list, typed
+from api.store.records import message_select_list, statement, typed
 
 MSG = message_select_list("m")
 
@@ -114,9 +114,8 @@ async def append_messages(
     )
     guard = " AND latest_version = :expected" if expected_version is not None else ""
     if ids:
-        await conn.execute(
-            sa.text("SELECT 1 FROM contexts WHERE id = :cid FOR NO KEY UPDATE"), {"cid": context_id}
-        )
+        lock = statement("SELECT 1 FROM contexts WHERE id = :cid FOR NO KEY UPDATE")
+        await conn.execute(lock, {"cid": context_id})
         params["ids"] = ids
         guard += " AND NOT EXISTS (SELECT 1 FROM existing)"
     bump = (
@@ -181,7 +180,7 @@ async def delete_message(conn: AsyncConnection, message_id: uuid.UUID) -> Row[An
     """
     owner = (
         await conn.execute(
-            sa.text(
+            statement(
                 "SELECT c.id, c.deleted_at FROM contexts c"
                 " WHERE c.id = (SELECT context_id FROM messages WHERE id = :mid) FOR UPDATE"
             ),

@@ -11,8 +11,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from api.store.records import statement
 
 CHANNEL = "ctxgraph_messages"
 """The LISTEN/NOTIFY channel every API process listens on."""
@@ -23,7 +24,7 @@ async def notify_appended(
 ) -> None:
     """Announce, at commit of `conn`'s transaction, that `context_id` reached `latest_version`."""
     await conn.execute(
-        sa.text("SELECT pg_notify(:channel, :payload)"),
+        statement("SELECT pg_notify(:channel, :payload)"),
         {"channel": CHANNEL, "payload": format_payload(context_id, latest_version)},
     )
 
@@ -48,7 +49,7 @@ async def latest_versions(
 ) -> dict[uuid.UUID, int]:
     """latestVersion of each context (the realtime re-check), in one statement."""
     result = await conn.execute(
-        sa.text("SELECT id, latest_version FROM contexts WHERE id = ANY(:ids)"),
+        statement("SELECT id, latest_version FROM contexts WHERE id = ANY(:ids)"),
         {"ids": list(context_ids)},
     )
     return {row.id: int(row.latest_version) for row in result}

@@ -5,7 +5,8 @@ Records are SQLAlchemy `Row`s whose attributes are the SQLModel field names
 the 6 KB vector, which no read path needs.
 """
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.sql.selectable import TextualSelect
@@ -44,32 +45,47 @@ def message_result_columns() -> list[sa.ColumnClause[Any]]:
     ]
 
 
-_STATEMENTS: dict[tuple[Any, ...], TextualSelect] = {}
+_STATEMENTS: dict[tuple[Any, ...], Any] = {}
 _MAX_STATEMENTS = 1024
+S = TypeVar("S", sa.TextClause, TextualSelect)
+
+
+def _cached(key: tuple[Any, ...], build: Callable[[], S]) -> S:
+    found: S | None = _STATEMENTS.get(key)
+    if found is None:
+        if len(_STATEMENTS) >= _MAX_STATEMENTS:
+            _STATEMENTS.clear()
+        found = _STATEMENTS[key] = build()
+    return found
+
+
+def statement(sql: str) -> sa.TextClause:
+    """The text statement for `sql`, built once and then reused.
+
+    Building one (parsing the bind parameters, computing SQLAlchemy's cache key) took
+    ~100 us per execution (bench/README.md, "Optimizations"). The SQL of this layer
+    never inlines values, so there are few distinct texts; the bound only guards
+    against a mistake. Every statement of the store goes through here or `typed`.
+    """
+    return _cached((sql,), lambda: sa.text(sql))
 
 
 def typed(
     sql: str, *extra: sa.ColumnClause[Any], contexts: bool = False, messages: bool = False
 ) -> TextualSelect:
-    """A text statement whose result columns are typed like the model's (JSONB, UUID...).
+    """A text statement whose result columns are typed like the model's (JSONB, UUID...),
+    built once per text and column list (as `statement`)."""
 
-    Statements are built once per text and column list and then reused: building one
-    (parsing the bind parameters, computing SQLAlchemy's cache key) took ~100 us per
-    execution (bench/README.md, "Optimizations"). The SQL of this layer never inlines
-    values, so there are few distinct texts; the bound only guards against a mistake.
-    """
-    # the type's class, not its repr: SQLAlchemy builds a type's repr from its
-    # constructor's signature (inspect), ~40 us per statement; one call site always
-    # passes the same types for the same text
-    key = (sql, tuple((c.name, type(c.type)) for c in extra), contexts, messages)
-    statement = _STATEMENTS.get(key)
-    if statement is None:
+    def build() -> TextualSelect:
         columns: list[sa.ColumnClause[Any]] = list(extra)
         if contexts:
             columns += context_result_columns()
         if messages:
             columns += message_result_columns()
-        if len(_STATEMENTS) >= _MAX_STATEMENTS:
-            _STATEMENTS.clear()
-        statement = _STATEMENTS[key] = sa.text(sql).columns(*columns)
-    return statement
+        return sa.text(sql).columns(*columns)
+
+    # the type's class, not its repr: SQLAlchemy builds a type's repr from its
+    # constructor's signature (inspect), ~40 us per statement; one call site always
+    # passes the same types for the same text
+    key = (sql, tuple((c.name, type(c.type)) for c in extra), contexts, messages)
+    return _cached(key, build)

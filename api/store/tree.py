@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.store.records import CONTEXTS, context_select_list, typed
+from api.store.records import CONTEXTS, context_select_list, statement, typed
 
 _CTX = context_select_list("c")
 _CTX_NAMES = ", ".join("meta" if c.name == "metadata" else c.name for c in CONTEXTS.columns)
@@ -190,6 +190,6 @@ async def tree_counts(
 ) -> dict[uuid.UUID, int]:
     sql = f"WITH RECURSIVE {_source(q)} SELECT grp, count(*) AS n FROM src GROUP BY grp"
     counts = dict.fromkeys(ids, 0)
-    result = await conn.execute(sa.text(sql), {"ids": list(ids), "max_depth": q.max_depth})
+    result = await conn.execute(statement(sql), {"ids": list(ids), "max_depth": q.max_depth})
     counts.update({row.grp: row.n for row in result})
     return counts
