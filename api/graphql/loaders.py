@@ -30,32 +30,33 @@ class Loaders:
     """The DataLoaders of one request. Each batch uses its own short-lived connection,
     so sibling resolvers never share one concurrently.
 
-    The batch functions capture the connector, never `self`: a loader whose function
-    refers back to this object makes a reference cycle that keeps every row the
-    request loaded alive until the cyclic garbage collector runs (~460 objects per
-    chat page, most of its young-generation collections)."""
+    The batch functions are built from the connector alone, never from this object:
+    a loader whose function refers back to its owner makes a reference cycle that
+    keeps every row the request loaded alive until the cyclic garbage collector runs
+    (~460 objects per chat page, most of its young-generation collections)."""
 
     def __init__(self, connector: Connector) -> None:
-        self._connector = connector
         # contexts come with their parents, which go straight into the cache
         context_cache = DefaultCache[uuid.UUID, Row[Any] | None]()
         self.context = DataLoader[uuid.UUID, Row[Any] | None](
             _contexts_with_parents(connector, context_cache), cache_map=context_cache
         )
-        self.message = DataLoader[uuid.UUID, Row[Any] | None](self._by_id(messages.messages_by_ids))
-        self.ancestors = DataLoader[uuid.UUID, list[Row[Any]]](self._batched(tree.ancestors))
+        self.message = DataLoader[uuid.UUID, Row[Any] | None](
+            _by_id(connector, messages.messages_by_ids)
+        )
+        self.ancestors = DataLoader[uuid.UUID, list[Row[Any]]](_batched(connector, tree.ancestors))
         self.forks_at = DataLoader[tuple[uuid.UUID, int], list[Row[Any]]](_forks_at(connector))
         self.history_page = DataLoader[
             tuple[uuid.UUID, history.HistoryPageRequest], history.HistoryPage
-        ](self._grouped(history.history_pages))
+        ](_grouped(connector, history.history_pages))
         self.history_count = DataLoader[tuple[uuid.UUID, history.HistoryFilter], int](
-            self._grouped(history.history_counts)
+            _grouped(connector, history.history_counts)
         )
         self.tree_page = DataLoader[tuple[uuid.UUID, tree.TreePageRequest], tree.TreePage](
-            self._grouped(tree.tree_pages)
+            _grouped(connector, tree.tree_pages)
         )
         self.tree_count = DataLoader[tuple[uuid.UUID, tree.TreeQuery], int](
-            self._grouped(tree.tree_counts)
+            _grouped(connector, tree.tree_counts)
         )
 
     def clear(self) -> None:
@@ -65,48 +66,48 @@ class Loaders:
             if isinstance(loader, DataLoader):
                 loader.clear_all()
 
-    def _by_id(
-        self, fetch: Callable[[AsyncConnection, Sequence[uuid.UUID]], Awaitable[dict[uuid.UUID, V]]]
-    ) -> Callable[[list[uuid.UUID]], Awaitable[list[V | None]]]:
-        connector = self._connector
 
-        async def load(ids: list[uuid.UUID]) -> list[V | None]:
-            async with connector.read() as conn:
-                found = await fetch(conn, ids)
-            return [found.get(i) for i in ids]
+Fetch = Callable[[AsyncConnection, Sequence[uuid.UUID]], Awaitable[dict[uuid.UUID, V]]]
 
-        return load
 
-    def _batched(
-        self, fetch: Callable[[AsyncConnection, Sequence[uuid.UUID]], Awaitable[dict[uuid.UUID, V]]]
-    ) -> Callable[[list[uuid.UUID]], Awaitable[list[V]]]:
-        connector = self._connector
+def _by_id(
+    connector: Connector, fetch: Fetch[V]
+) -> Callable[[list[uuid.UUID]], Awaitable[list[V | None]]]:
+    async def load(ids: list[uuid.UUID]) -> list[V | None]:
+        async with connector.read() as conn:
+            found = await fetch(conn, ids)
+        return [found.get(i) for i in ids]
 
-        async def load(ids: list[uuid.UUID]) -> list[V]:
-            async with connector.read() as conn:
-                found = await fetch(conn, ids)
-            return [found[i] for i in ids]
+    return load
 
-        return load
 
-    def _grouped(
-        self, fetch: Batch[A, V]
-    ) -> Callable[[list[tuple[uuid.UUID, A]]], Awaitable[list[V]]]:
-        connector = self._connector
+def _batched(
+    connector: Connector, fetch: Fetch[V]
+) -> Callable[[list[uuid.UUID]], Awaitable[list[V]]]:
+    async def load(ids: list[uuid.UUID]) -> list[V]:
+        async with connector.read() as conn:
+            found = await fetch(conn, ids)
+        return [found[i] for i in ids]
 
-        async def load(keys: list[tuple[uuid.UUID, A]]) -> list[V]:
-            groups: dict[A, list[uuid.UUID]] = defaultdict(list)
-            for cid, args in keys:
-                if cid not in groups[args]:
-                    groups[args].append(cid)
-            results: dict[tuple[uuid.UUID, A], V] = {}
-            async with connector.read() as conn:
-                for args, ids in groups.items():
-                    found = await fetch(conn, ids, args)
-                    results.update({(cid, args): found[cid] for cid in ids})
-            return [results[k] for k in keys]
+    return load
 
-        return load
+
+def _grouped(
+    connector: Connector, fetch: Batch[A, V]
+) -> Callable[[list[tuple[uuid.UUID, A]]], Awaitable[list[V]]]:
+    async def load(keys: list[tuple[uuid.UUID, A]]) -> list[V]:
+        groups: dict[A, list[uuid.UUID]] = defaultdict(list)
+        for cid, args in keys:
+            if cid not in groups[args]:
+                groups[args].append(cid)
+        results: dict[tuple[uuid.UUID, A], V] = {}
+        async with connector.read() as conn:
+            for args, ids in groups.items():
+                found = await fetch(conn, ids, args)
+                results.update({(cid, args): found[cid] for cid in ids})
+        return [results[k] for k in keys]
+
+    return load
 
 
 def _forks_at(
