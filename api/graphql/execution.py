@@ -291,6 +291,22 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
             self._plain[key] = plain
         return plain  # type: ignore[no-any-return]
 
+    def _plain_selection(
+        self, parent_type: GraphQLObjectType, grouped_field_set: Any
+    ) -> list[tuple[str, Plain | None]] | None:
+        """(response name, how to read it; None for __typename) per selected field, or
+        None when the shortcuts are off or a field needs graphql-core's path."""
+        if not self._shortcuts:
+            return None
+        selection: list[tuple[str, Plain | None]] = []
+        for response_name, field_details_list in grouped_field_set.items():
+            name = field_details_list[0].node.name.value
+            plain = None if name == "__typename" else self._lookup(parent_type, name)
+            if plain is None and name != "__typename":
+                return None
+            selection.append((response_name, plain))
+        return selection
+
     def execute_fields(
         self,
         parent_type: GraphQLObjectType,
@@ -301,15 +317,11 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
     ) -> Any:
         # An object whose selected fields are all plain (a message of a chat page): one
         # loop, no Path or resolve info per field; anything else: field by field below.
-        if self._shortcuts:
+        selection = self._plain_selection(parent_type, grouped_field_set)
+        if selection is not None:
             results = {}
-            for response_name, field_details_list in grouped_field_set.items():
-                name = field_details_list[0].node.name.value
-                if name == "__typename":
-                    results[response_name] = parent_type.name
-                    continue
-                plain = self._lookup(parent_type, name)
-                value = _FULL_PATH if plain is None else read_plain(plain, source_value)
+            for response_name, plain in selection:
+                value = parent_type.name if plain is None else read_plain(plain, source_value)
                 if value is _FULL_PATH:
                     break
                 results[response_name] = value
@@ -361,41 +373,28 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
         )
         if new_defer_usages:
             return None
-        # per selected field: response name, attribute (None: __typename), how to
-        # serialize it, whether it is nullable
-        names: list[str] = []
-        attributes: list[str | None] = []
-        leaves: list[tuple[Callable[[Any], Any], bool]] = []
-        for response_name, field_details in grouped_field_set.items():
-            name = field_details[0].node.name.value
-            names.append(response_name)
-            if name == "__typename":
-                attributes.append(None)
-                leaves.append((str, False))
-                continue
-            plain = self._lookup(object_type, name)
-            if plain is None:
-                return None
-            attributes.append(plain[0])
-            leaves.append(plain[1:])
+        selection = self._plain_selection(object_type, grouped_field_set)
+        if selection is None:
+            return None
         # is_type_of may answer False or an awaitable: graphql-core handles both
         is_type_of = object_type.is_type_of
         if is_type_of is not None and not all(is_type_of(item, info) is True for item in items):
             return None
-        # column by column: each step is one C-level loop over the items, with a Python
-        # call per value only where a serializer has work to do
         # rows of one result: read by position (0.05 us instead of 0.5 us per value)
         shared = row_index(items[0])
         if shared is not None and not (
-            all(a is None or a in shared for a in attributes)
+            all(plain is None or plain[0] in shared for _, plain in selection)
             and all(row_index(item) is shared for item in items)
         ):
             shared = None
+        # column by column: each step is one C-level loop over the items, with a Python
+        # call per value only where a serializer has work to do
         columns: list[list[Any]] = []
-        for attribute, (serialize, nullable) in zip(attributes, leaves, strict=True):
-            if attribute is None:
+        for _, plain in selection:
+            if plain is None:  # __typename
                 columns.append([object_type.name] * len(items))
                 continue
+            attribute, serialize, nullable = plain
             try:
                 if shared is not None:
                     position = shared[attribute]
@@ -410,6 +409,7 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     return None  # graphql-core raises the non-null error
             except Exception:
                 return None  # not a record, or a value graphql-core must report
+        names = [response_name for response_name, _ in selection]
         return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
     def execute_field(
