@@ -54,6 +54,8 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
+from api import jsoncodec
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -352,8 +354,8 @@ class PersistedQueryMiddleware:
             await self.app(scope, _replay(chunks, receive, complete), send)
             return
         try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            data = jsoncodec.loads(body)  # exact: the body is written again below
+        except (RecursionError, ValueError):
             data = None
         if isinstance(data, list):
             # A batch (when the server accepts batches): every operation is resolved;
@@ -389,7 +391,7 @@ class PersistedQueryMiddleware:
 
     async def _forward_json(self, scope: Scope, receive: Receive, send: Send, data: Any) -> None:
         """Pass the request on with `data` as its body."""
-        body = orjson.dumps(data)
+        body = jsoncodec.dumps(data)
         headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
         await self.app(dict(scope, headers=headers), _replay([body], receive, True), send)

@@ -396,3 +396,22 @@ def test_client_operations_and_manifest_fit_the_schema() -> None:
         if errors := validate(schema, parse(text), [*rules, NoDeprecatedCustomRule]):
             problems[name] = [e.message for e in errors]
     assert problems == {}
+
+
+async def test_hash_only_requests_keep_big_integers_exact(http: httpx.AsyncClient) -> None:
+    """The APQ middleware rewrites the body: integers beyond 64 bits survive it."""
+    text = "mutation Big($m: JSON) { createContext(metadata: $m) { metadata } }"
+    body = {
+        "query": text,
+        "variables": {"m": {"big": 123456789012345678901234567890}},
+        "extensions": apq(text),
+    }
+    registered = await http.post("/graphql", json=body)
+    assert registered.json()["data"]["createContext"]["metadata"] == {
+        "big": 123456789012345678901234567890
+    }
+    del body["query"]
+    by_hash = await http.post("/graphql", json=body)
+    assert by_hash.json()["data"]["createContext"]["metadata"] == {
+        "big": 123456789012345678901234567890
+    }

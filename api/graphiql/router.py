@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -19,9 +18,9 @@ from strawberry.fastapi.router import Context
 from strawberry.http.typevars import RootValue
 from strawberry.types.unset import UnsetType
 
+from api import jsoncodec
 from api.graphiql.assets import GraphiQLAssets
 from api.graphiql.page import Mode, PageUrls, new_style_nonce, render_page, security_headers
-from api.jsoncodec import SLOW, loads_fast
 from api.security.auth import authenticate_ws
 
 ASSET_PATH = "/graphiql"
@@ -62,11 +61,8 @@ class GraphiQLRouter(GraphQLRouter[Context, RootValue]):
         RecursionError for deep nesting; Strawberry only turns JSONDecodeError into
         a 400, so both are re-raised as that instead of escaping as a 500.
         """
-        parsed = loads_fast(data)
-        if parsed is not SLOW:
-            return parsed
         try:
-            return json.loads(data)
+            return jsoncodec.loads(data)
         except (RecursionError, ValueError) as exc:
             raise json.JSONDecodeError(str(exc)[:100], "", 0) from None
 
@@ -89,14 +85,9 @@ class GraphiQLRouter(GraphQLRouter[Context, RootValue]):
         return HTMLResponse(html, headers=security_headers(mode, nonce))
 
     def encode_json(self, data: object) -> str:
-        # orjson: a 50-message chat page (32 KB) encodes in 0.05 ms instead of 0.7 ms
-        # (bench/README.md, "Optimizations"). A str, not bytes: WebSocket messages go
-        # through here too and must stay text frames. Integers beyond 64 bits
-        # (possible in client metadata) are the one value orjson refuses.
-        try:
-            return orjson.dumps(data).decode()
-        except orjson.JSONEncodeError:
-            return super().encode_json(data)  # type: ignore[return-value]
+        # orjson where it can (api/jsoncodec.py). A str, not bytes: WebSocket messages
+        # go through here too and must stay text frames.
+        return jsoncodec.dumps(data).decode()
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         # API keys (api/security/auth.py): the key travels in connection_init's payload.
