@@ -94,12 +94,18 @@ class GenContext:
     def updated_at(self) -> dt.datetime:
         return self.times[-1]
 
+    @property
+    def own_tokens(self) -> int:
+        """Tokens of the messages this context owns (its history above the fork)."""
+        return self.tokens[-1] - self.tokens[self.fork_version or 0]
+
 
 @dataclass
 class Generated:
     contexts: list[GenContext]
-    # (id, context_id, version, created_at, role, content, token_count), in COPY order
-    messages: list[tuple[uuid.UUID, uuid.UUID, int, dt.datetime, str, str, int]]
+    # (id, context_id, version, created_at, role, content, token_count, prefix_tokens),
+    # in COPY order
+    messages: list[tuple[uuid.UUID, uuid.UUID, int, dt.datetime, str, str, int, int]]
 
 
 def det_uuid(rng: random.Random) -> uuid.UUID:
@@ -143,7 +149,7 @@ def generate(spec: DatasetSpec) -> Generated:
     rng = random.Random(spec.seed)
     counts = allocate_counts(rng, spec.roots + spec.forks, spec.messages)
     contexts: list[GenContext] = []
-    messages: list[tuple[uuid.UUID, uuid.UUID, int, dt.datetime, str, str, int]] = []
+    messages: list[tuple[uuid.UUID, uuid.UUID, int, dt.datetime, str, str, int, int]] = []
 
     def add_messages(c: GenContext, start: dt.datetime) -> None:
         ts = start
@@ -152,11 +158,10 @@ def generate(spec: DatasetSpec) -> Generated:
             ts = ts + dt.timedelta(seconds=rng.randint(5, 900))
             content = make_text(rng, 200, 800)
             tokens = token_count(content)
-            messages.append(
-                (det_uuid(rng), c.id, version, ts, ROLES[(version - 1) % 2], content, tokens)
-            )
             c.times.append(ts)
             c.tokens.append(c.tokens[-1] + tokens)
+            role = ROLES[(version - 1) % 2]
+            messages.append((det_uuid(rng), c.id, version, ts, role, content, tokens, c.own_tokens))
 
     for i in range(spec.roots):
         created = BASE_TIME + dt.timedelta(seconds=rng.randint(0, 180 * 86400))
@@ -242,13 +247,13 @@ async def _load(url: str, data: Generated) -> dict[str, Any]:
                 "contexts",
                 columns=[
                     "id", "name", "created_at", "updated_at", "message_count", "total_tokens",
-                    "latest_version", "parent_id", "fork_version",
+                    "latest_version", "parent_id", "fork_version", "own_tokens",
                 ],
                 records=[
                     (
                         c.id, c.name, c.created_at, c.updated_at, c.latest_version,
                         c.tokens[-1], c.latest_version,
-                        None if c.parent is None else c.parent.id, c.fork_version,
+                        None if c.parent is None else c.parent.id, c.fork_version, c.own_tokens,
                     )
                     for c in data.contexts
                 ],
@@ -257,7 +262,7 @@ async def _load(url: str, data: Generated) -> dict[str, Any]:
                 "messages",
                 columns=[
                     "id", "context_id", "version", "created_at", "role", "content",
-                    "token_count",
+                    "token_count", "prefix_tokens",
                 ],
                 records=data.messages,
             )  # fmt: skip
@@ -289,6 +294,18 @@ SELECT count(*) FILTER (WHERE v.n <> c.message_count OR v.tokens <> c.total_toke
   FROM contexts c JOIN visible v ON v.leaf = c.id
 """
 
+# The running token sums forks read (migrations 0002): each message's prefix_tokens
+# and each context's own_tokens must equal the sums over the messages it owns.
+_VERIFY_PREFIX_SUMS = """
+SELECT (SELECT count(*) FROM (
+          SELECT prefix_tokens, sum(token_count) OVER (PARTITION BY context_id
+                 ORDER BY version) AS running FROM messages) p
+         WHERE p.prefix_tokens <> p.running)
+     + (SELECT count(*) FROM contexts c
+         WHERE c.own_tokens <> (SELECT coalesce(sum(m.token_count), 0) FROM messages m
+                                 WHERE m.context_id = c.id)) AS mismatches
+"""
+
 
 async def _verify(conn: AsyncConnection) -> dict[str, Any]:
     async def one(sql: str) -> Any:
@@ -313,6 +330,7 @@ async def _verify(conn: AsyncConnection) -> dict[str, Any]:
         " FROM contexts"
     )
     mismatches = (await one(_VERIFY_COUNTERS)).mismatches
+    mismatches += (await one(_VERIFY_PREFIX_SUMS)).mismatches
     fp_messages = (
         await one(
             "SELECT md5(string_agg(m.id::text || ':' || m.version || ':' || m.role || ':'"

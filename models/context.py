@@ -84,6 +84,14 @@ class Context(SQLModel, table=True):
         sa_column_kwargs={"server_default": "0"},
         description="Sum of tokenCount over the visible messages (null counts as 0).",
     )
+    own_tokens: int = Field(
+        default=0,
+        sa_type=sa.BigInteger,
+        sa_column_kwargs={"server_default": "0"},
+        description="Sum of tokenCount over the messages appended to this context itself, "
+        "deleted ones included: the running total that each appended message's "
+        "prefix_tokens continues (internal; not in the API).",
+    )
     latest_version: int = Field(
         default=0,
         sa_type=sa.BigInteger,

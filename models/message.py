@@ -20,8 +20,8 @@ class Message(SQLModel, table=True):
     """One immutable entry of a context's history.
 
     `version` is assigned by the server: 1, 2, 3, ... for a root; a fork's own
-    messages continue after its fork version. Only `deleted_at` (soft delete)
-    and `embedding` ever change after insert.
+    messages continue after its fork version, without gaps. Only `deleted_at`
+    (soft delete) and `embedding` ever change after insert.
     """
 
     __tablename__ = "messages"
@@ -33,6 +33,15 @@ class Message(SQLModel, table=True):
             "role IN (" + ", ".join(f"'{r}'" for r in ROLES) + ")", name="role_valid"
         ),
         sa.CheckConstraint("version >= 1", name="version_positive"),
+        # The deleted messages of a context by version: what a fork's counters at an
+        # older version subtract from the prefix sums (api/store/contexts.py). Few
+        # rows, so a fork stays O(deleted) instead of O(history).
+        sa.Index(
+            "ix_messages_deleted_context_id_version",
+            "context_id",
+            "version",
+            postgresql_where=sa.text("deleted_at IS NOT NULL"),
+        ),
         sa.Index(
             "ix_messages_embedding_hnsw",
             "embedding",
@@ -76,6 +85,15 @@ class Message(SQLModel, table=True):
     )
     model: str | None = Field(
         default=None, sa_type=sa.Text, description="The model that produced the message, if any."
+    )
+    prefix_tokens: int = Field(
+        default=0,
+        sa_type=sa.BigInteger,
+        nullable=False,
+        description="Sum of tokenCount over the owning context's own messages up to and "
+        "including this one, deleted ones included. Versions of a context's own messages "
+        "are contiguous and messages are never removed, so with this prefix sum the "
+        "counters of any version are O(1) (internal; not in the API).",
     )
     deleted_at: datetime | None = Field(
         default=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from typing import Any
 
@@ -139,6 +140,55 @@ async def test_fork_counters_at_default_and_lower_versions(client: GraphQLClient
     grandchild = await fork(client, at_latest["id"], 5)
     assert (grandchild["messageCount"], grandchild["totalTokens"]) == (4, 15 - 3)
     await visible(client, grandchild["id"])
+
+
+async def test_fork_counters_at_every_version_follow_the_snapshot_rule(
+    client: GraphQLClient, conn: AsyncConnection
+) -> None:
+    """Counters of a fork at any version equal its served history, through a chain
+    whose ancestors lose messages before and after each fork (still visible below
+    the fork) and whose own messages are deleted too; token counts may be null."""
+    rng = random.Random(8)
+
+    def batch(prefix: str, n: int) -> list[dict[str, Any]]:
+        return [
+            user(f"{prefix}{i}", tokenCount=rng.choice([None, 0, rng.randint(1, 900)]))
+            for i in range(n)
+        ]
+
+    async def delete_some(context_id: str, k: int) -> None:
+        rows = (
+            await conn.execute(
+                sa.text(
+                    "SELECT id FROM messages WHERE context_id = :c AND deleted_at IS NULL"
+                    " ORDER BY version"
+                ),
+                {"c": uuid.UUID(context_id)},
+            )
+        ).scalars()
+        for message_id in rng.sample(list(rows), k):
+            await delete_message(client, str(message_id))
+
+    root = await create_context(client, messages=batch("r", 24))
+    await append(client, root["id"], batch("r", 6))  # continues the created batch's sums
+    await delete_some(root["id"], 3)
+    child = await fork(client, root["id"], 20)
+    await append(client, child["id"], batch("c", 6))
+    await append(client, child["id"], batch("c", 6))
+    await delete_some(root["id"], 4)  # after the fork: still visible in child
+    await delete_some(child["id"], 2)
+    grandchild = await fork(client, child["id"], 27)
+    await append(client, grandchild["id"], batch("g", 8))
+    await delete_some(child["id"], 2)
+    await delete_some(root["id"], 2)
+    await delete_some(grandchild["id"], 1)
+
+    for context in (root, child, grandchild):
+        latest = (await get_context(client, context["id"]))["latestVersion"]
+        for version in range(latest + 1):
+            forked = await fork(client, context["id"], version)
+            assert forked["latestVersion"] == version
+            await visible(client, forked["id"])  # counters == the history served
 
 
 @pytest.mark.parametrize("at_version", [4, 100, -1])

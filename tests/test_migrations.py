@@ -83,3 +83,29 @@ def test_alembic_cli_without_database_url_uses_embedded_server(tmp_path: Path) -
         )
         assert result.returncode == 0, (args, result.stdout, result.stderr)
     assert (tmp_path / "data" / "pgdata" / "PG_VERSION").exists()
+
+
+def test_prefix_token_sums_are_backfilled(database_url: str) -> None:
+    """0002 fills the running token sums of rows written before it existed."""
+    with scratch_database(database_url) as url:
+        config = alembic_config(url)
+        command.upgrade(config, "0001")
+        asyncio.run(
+            _fetch(
+                url,
+                "WITH r AS (INSERT INTO contexts (id, latest_version) VALUES"
+                " ('00000000-0000-4000-8000-000000000001', 3),"
+                " ('00000000-0000-4000-8000-000000000002', 0) RETURNING id)"
+                " INSERT INTO messages (context_id, version, role, content, token_count)"
+                " VALUES ('00000000-0000-4000-8000-000000000001', 1, 'user', 'a', 5),"
+                " ('00000000-0000-4000-8000-000000000001', 2, 'assistant', 'b', NULL),"
+                " ('00000000-0000-4000-8000-000000000001', 3, 'user', 'c', 7)",
+            )
+        )
+        command.upgrade(config, "head")
+        messages = asyncio.run(
+            _fetch(url, "SELECT version, prefix_tokens FROM messages ORDER BY version")
+        )
+        assert [(r["version"], r["prefix_tokens"]) for r in messages] == [(1, 5), (2, 5), (3, 12)]
+        contexts = asyncio.run(_fetch(url, "SELECT id::text, own_tokens FROM contexts ORDER BY id"))
+        assert [r["own_tokens"] for r in contexts] == [12, 0]

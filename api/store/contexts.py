@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.errors import BadUserInput
 from api.store.guards import context_deleted, context_not_found, live_context_state
-from api.store.history import history_tail_totals
+from api.store.history import history_totals_at_sql
 from api.store.inputs import NewMessage
 from api.store.messages import insert_messages_sql, message_params
 from api.store.records import context_select_list, statement, typed
@@ -67,16 +67,17 @@ async def create_context(
         "tokens": sum(m.token_count or 0 for m in messages),
     }
     insert_ctx = (
-        "INSERT INTO contexts AS c (name, metadata, latest_version, message_count, total_tokens)"
-        " VALUES (:name, CAST(:meta AS jsonb), CAST(:n AS bigint), CAST(:n AS int), :tokens)"
+        "INSERT INTO contexts AS c (name, metadata, latest_version, message_count, total_tokens,"
+        " own_tokens) VALUES (:name, CAST(:meta AS jsonb), CAST(:n AS bigint), CAST(:n AS int),"
+        " CAST(:tokens AS bigint), CAST(:tokens AS bigint))"
         f" RETURNING {CTX}"
     )
     if not messages:
         return (await conn.execute(typed(insert_ctx, contexts=True), params)).one()
     params.update(message_params(messages))
+    target = "(SELECT id, 0 AS base_version, 0 AS base_tokens FROM created)"
     sql = (
-        f"WITH created AS ({insert_ctx}),"
-        f" inserted AS ({insert_messages_sql('(SELECT id, 0 AS base_version FROM created)')})"
+        f"WITH created AS ({insert_ctx}), inserted AS ({insert_messages_sql(target)})"
         " SELECT * FROM created"
     )
     return (await conn.execute(typed(sql, contexts=True), params)).one()
@@ -148,9 +149,8 @@ async def fork_context(
     deletion its counters include, so its snapshot and its counters agree.
 
     A fork at the latest version (the usual "branch from here") is one statement:
-    lock, read the counters and insert. An older version needs the count and tokens
-    of the history above it, read by a later statement (whose snapshot is taken
-    after the lock, so it sees every write the lock waited for).
+    lock, read the counters and insert. An older version takes a second statement
+    that computes the counters at that version from prefix sums, also O(1).
     """
     params: dict[str, Any] = {
         "name": name,
@@ -192,15 +192,17 @@ async def fork_context(
             f"`atVersion` must be between 0 and the context's latestVersion "
             f"{latest} (got {at_version})."
         )
-    tail_count, tail_tokens = await history_tail_totals(conn, parent_id, at_version)
+    # Counters of the history up to the version, then the insert, in one statement
+    # whose snapshot is taken after the lock (so it sees every write the lock waited
+    # for): O(1) in the history's length (history_totals_at_sql).
     sql = (
-        f"{_FORK_COLUMNS} SELECT :name, coalesce(CAST(:meta AS jsonb), p.metadata), p.id, :v, :v,"
-        " p.message_count - :tail_n, p.total_tokens - :tail_tokens,"
-        " t.now, t.now FROM contexts p, LATERAL (SELECT clock_timestamp() AS now) t"
-        " WHERE p.id = :pid"
+        f"WITH RECURSIVE {history_totals_at_sql()}"
+        f" {_FORK_COLUMNS} SELECT :name, coalesce(CAST(:meta AS jsonb), p.metadata), p.id, :v, :v,"
+        " t.n, t.tokens, k.now, k.now FROM contexts p, totals t,"
+        " LATERAL (SELECT clock_timestamp() AS now) k WHERE p.id = :pid"
         f" RETURNING {CTX}"
     )
-    params.update(tail_n=tail_count, tail_tokens=tail_tokens)
+    params["ids"] = [parent_id]
     return (await conn.execute(typed(sql, contexts=True), params)).one()
 
 

@@ -200,23 +200,28 @@ async def history_counts(
     return counts
 
 
-async def history_tail_totals(
-    conn: AsyncConnection, context_id: uuid.UUID, after_version: int
-) -> tuple[int, int]:
-    """Count and token sum of the visible history above a version (fork counters).
+def history_totals_at_sql() -> str:
+    """CTEs ending in `totals(n, tokens)`: the count and token sum of the visible
+    history of context :ids[0] up to version :v (the counters of a fork there).
 
-    One index range scan per segment (LATERAL, as in history_counts): the cost
-    grows with the length of the tail, not with the size of the messages table
-    (a plain join here was a sequential scan of every message: 77 ms at 200,000).
+    Independent of the history's length: a context's own messages have contiguous
+    versions (fork_version+1 .. latest_version) and are never removed, so per segment
+    of the chain the count up to a version is a subtraction and the token sum is the
+    `prefix_tokens` of the message at that version (one index probe). Only the
+    messages invisible under the snapshot rule are then read and subtracted, from
+    the partial index of deleted messages: O(deleted messages), not O(history).
     """
-    params: dict[str, Any] = {"ids": [context_id], "after_version": after_version}
-    conditions = [*_segment_conditions(HistoryFilter(), params), "m.version > :after_version"]
-    sql = (
-        f"WITH RECURSIVE {_chain_cte(True)} "
-        "SELECT coalesce(sum(s.n), 0) AS n, coalesce(sum(s.tokens), 0) AS tokens"
-        " FROM chain ch CROSS JOIN LATERAL (SELECT count(*) AS n,"
-        " coalesce(sum(m.token_count), 0) AS tokens"
-        f" FROM messages m WHERE {' AND '.join(conditions)}) s"
+    invisible = (
+        "m.context_id = ch.owner AND m.version <= s.hi AND m.deleted_at IS NOT NULL"
+        " AND (ch.snap IS NULL OR m.deleted_at <= ch.snap)"
     )
-    row = (await conn.execute(statement(sql), params)).one()
-    return int(row.n), int(row.tokens)
+    return (
+        f"{_chain_cte(True)}, totals AS ("
+        "SELECT coalesce(sum(greatest(s.hi - coalesce(ch.fork_version, 0), 0) - d.n), 0) AS n,"
+        " coalesce(sum(coalesce(top.prefix_tokens, 0) - d.tokens), 0) AS tokens"
+        " FROM chain ch CROSS JOIN LATERAL (SELECT LEAST(ch.cap, CAST(:v AS bigint)) AS hi) s"
+        " LEFT JOIN LATERAL (SELECT m.prefix_tokens FROM messages m"
+        " WHERE m.context_id = ch.owner AND m.version = s.hi) top ON true"
+        " CROSS JOIN LATERAL (SELECT count(*) AS n, coalesce(sum(m.token_count), 0) AS tokens"
+        f" FROM messages m WHERE {invisible}) d)"
+    )

@@ -43,15 +43,17 @@ def message_params(messages: Sequence[NewMessage]) -> dict[str, Any]:
 def insert_messages_sql(target: str) -> str:
     """INSERT of the `message_params` arrays into the context that `target` yields.
 
-    `target` is a subquery returning (id, base_version); message i gets
-    version base_version + i.
+    `target` is a subquery returning (id, base_version, base_tokens): the context's
+    latest version and own_tokens before the batch. Message i gets version
+    base_version + i and the running token sum of the context's own messages.
     """
     return (
         "INSERT INTO messages AS m (id, context_id, version, role, content, tool_call_id,"
-        " tool_name, token_count, model, embedding)"
+        " tool_name, token_count, model, embedding, prefix_tokens)"
         " SELECT coalesce(i.id, gen_random_uuid()), t.id, t.base_version + i.ord, i.role,"
         " i.content, i.tool_call_id, i.tool_name, i.token_count, i.model,"
-        " CAST(i.embedding AS vector)"
+        " CAST(i.embedding AS vector),"
+        " t.base_tokens + sum(coalesce(i.token_count, 0)) OVER (ORDER BY i.ord)"
         f" FROM {target} t, unnest(CAST(:m_id AS uuid[]), CAST(:m_role AS text[]),"
         " CAST(:m_content AS text[]), CAST(:m_tool_call_id AS text[]),"
         " CAST(:m_tool_name AS text[]), CAST(:m_token_count AS int[]),"
@@ -120,9 +122,12 @@ async def append_messages(
         guard += " AND NOT EXISTS (SELECT 1 FROM existing)"
     bump = (
         "bumped AS (UPDATE contexts SET latest_version = latest_version + CAST(:n AS bigint),"
-        " message_count = message_count + CAST(:n AS int), total_tokens = total_tokens + :tokens,"
+        " message_count = message_count + CAST(:n AS int),"
+        " total_tokens = total_tokens + CAST(:tokens AS bigint),"
+        " own_tokens = own_tokens + CAST(:tokens AS bigint),"
         f" updated_at = now() WHERE id = :cid AND deleted_at IS NULL{guard}"
-        " RETURNING id, latest_version - CAST(:n AS bigint) AS base_version)"
+        " RETURNING id, latest_version - CAST(:n AS bigint) AS base_version,"
+        " own_tokens - CAST(:tokens AS bigint) AS base_tokens)"
     )
     if ids:
         sql = (

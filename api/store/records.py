@@ -21,12 +21,20 @@ def _attribute_name(column: sa.Column[Any]) -> str:
     return "meta" if column.name == "metadata" else column.name
 
 
+# Running token sums kept for O(1) fork counters (api/store/contexts.py): written
+# by appends, read only by forks, so no record carries them.
+_BOOKKEEPING = {"own_tokens", "prefix_tokens"}
+CONTEXT_COLUMNS = [c for c in CONTEXTS.columns if c.name not in _BOOKKEEPING]
+
+
 def context_select_list(alias: str) -> str:
     """`alias.col AS attr, ...` for every context column."""
-    return ", ".join(f"{alias}.{c.name} AS {_attribute_name(c)}" for c in CONTEXTS.columns)
+    return ", ".join(f"{alias}.{c.name} AS {_attribute_name(c)}" for c in CONTEXT_COLUMNS)
 
 
-MESSAGE_COLUMNS = [c for c in MESSAGES.columns if c.name != "embedding"]
+MESSAGE_COLUMNS = [
+    c for c in MESSAGES.columns if c.name != "embedding" and c.name not in _BOOKKEEPING
+]
 
 
 def message_select_list(alias: str) -> str:
@@ -36,7 +44,7 @@ def message_select_list(alias: str) -> str:
 
 
 def context_result_columns() -> list[sa.ColumnClause[Any]]:
-    return [sa.column(_attribute_name(c), c.type) for c in CONTEXTS.columns]
+    return [sa.column(_attribute_name(c), c.type) for c in CONTEXT_COLUMNS]
 
 
 def message_result_columns() -> list[sa.ColumnClause[Any]]:

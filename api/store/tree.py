@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.store.records import CONTEXTS, context_select_list, statement, typed
+from api.store.records import CONTEXT_COLUMNS, context_select_list, statement, typed
 
 _CTX = context_select_list("c")
-_CTX_NAMES = ", ".join("meta" if c.name == "metadata" else c.name for c in CONTEXTS.columns)
+_CTX_NAMES = ", ".join("meta" if c.name == "metadata" else c.name for c in CONTEXT_COLUMNS)
 
 
 async def ancestors(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]  # stubs are optional
+import numpy as np
 from pgvector.asyncpg import register_vector
 
 from api.db import EmbeddedPostgres
@@ -76,6 +77,7 @@ async def _load(ds: Dataset, pgdata: Path, maintenance_work_mem: str) -> LoadRep
                 "parent_id",
                 "fork_version",
                 "deleted_at",
+                "own_tokens",
             ],
             records=[
                 (
@@ -89,10 +91,16 @@ async def _load(ds: Dataset, pgdata: Path, maintenance_work_mem: str) -> LoadRep
                     None if c.parent is None else ds.contexts[c.parent].id,
                     c.fork_version,
                     ds.deleted_at if c.deleted else None,
+                    int(ds.tokens[c.rows].sum()),
                 )
                 for i, c in enumerate(ds.contexts)
             ],
         )
+
+        # running token sum of each context's own rows (they are listed in version order)
+        prefix = np.zeros(ds.rows, dtype=np.int64)
+        for c in ds.contexts:
+            prefix[c.rows] = np.cumsum(ds.tokens[c.rows], dtype=np.int64)
 
         def records() -> Any:
             for r in range(ds.rows):
@@ -106,6 +114,7 @@ async def _load(ds: Dataset, pgdata: Path, maintenance_work_mem: str) -> LoadRep
                     int(ds.tokens[r]),
                     ds.deleted_at if ds.deleted[r] else None,
                     ds.vectors[r],
+                    int(prefix[r]),
                 )
 
         columns = [
@@ -118,6 +127,7 @@ async def _load(ds: Dataset, pgdata: Path, maintenance_work_mem: str) -> LoadRep
             "token_count",
             "deleted_at",
             "embedding",
+            "prefix_tokens",
         ]
         batch: list[tuple[Any, ...]] = []
         for rec in records():
