@@ -26,9 +26,8 @@ from api.graphiql import (
     VENDOR_ASSETS,
     AssetState,
     GraphiQLAssets,
-    GraphQLEndpoint,
+    GraphiQLRouter,
     default_assets,
-    graphql_routes,
     mount_graphiql_assets,
 )
 from api.graphiql.assets import CDN_BASE, NPM_PROJECT_DIR, sri_digest
@@ -80,7 +79,7 @@ def directives(csp: str) -> dict[str, list[str]]:
 def ide_app(assets: GraphiQLAssets) -> FastAPI:
     """Just the router and the mounts, around `assets` (the page needs no database)."""
     app = FastAPI()
-    app.router.routes.extend(graphql_routes(GraphQLEndpoint(build_schema(), assets=assets)))
+    app.include_router(GraphiQLRouter(build_schema(), assets=assets), prefix="/graphql")
     mount_graphiql_assets(app, assets)
     return app
 
