@@ -90,7 +90,11 @@ class Context(SQLModel, table=True):
         sa_column_kwargs={"server_default": "0"},
         description="Sum of tokenCount over the messages appended to this context itself, "
         "deleted ones included: the running total that each appended message's "
-        "prefix_tokens continues (internal; not in the API).",
+        "prefix_tokens continues (internal; not in the API). It equals the newest own "
+        "message's prefix_tokens, but an append must not read that row: the append's "
+        "statement waits for the context's row lock, and its snapshot, taken before the "
+        "wait, would miss a message the lock holder just committed. This column is "
+        "updated under that lock, so its value is the current one.",
     )
     latest_version: int = Field(
         default=0,

@@ -32,6 +32,10 @@ def context_select_list(alias: str) -> str:
     return ", ".join(f"{alias}.{c.name} AS {_attribute_name(c)}" for c in CONTEXT_COLUMNS)
 
 
+CONTEXT_NAMES = ", ".join(_attribute_name(c) for c in CONTEXT_COLUMNS)
+"""The attribute names `context_select_list` gives, to select them again from a subquery."""
+
+
 MESSAGE_COLUMNS = [
     c for c in MESSAGES.columns if c.name != "embedding" and c.name not in _BOOKKEEPING
 ]

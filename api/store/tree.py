@@ -15,10 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.store.records import CONTEXT_COLUMNS, context_select_list, statement, typed
+from api.store.records import CONTEXT_NAMES, context_select_list, statement, typed
 
 _CTX = context_select_list("c")
-_CTX_NAMES = ", ".join("meta" if c.name == "metadata" else c.name for c in CONTEXT_COLUMNS)
 
 
 async def ancestors(
@@ -132,7 +131,7 @@ def _forks_page_sql(q: TreePageRequest, params: dict[str, Any]) -> str:
     if cursor is not None:
         branches.append(branch(True, f" AND (c.created_at, c.id) <= {cursor}", "LIMIT 1"))
     return (
-        f"SELECT grp, depth, probe, {_CTX_NAMES} FROM ({' UNION ALL '.join(branches)}) u"
+        f"SELECT grp, depth, probe, {CONTEXT_NAMES} FROM ({' UNION ALL '.join(branches)}) u"
         " ORDER BY grp, probe, created_at, id"
     )
 
@@ -153,7 +152,7 @@ def _descendants_page_sql(q: TreePageRequest, params: dict[str, Any]) -> str:
         ]
     return (
         f"WITH RECURSIVE {_source(q.query)}"
-        f" SELECT grp, depth, probe, {_CTX_NAMES} FROM ({' UNION ALL '.join(branches)}) u"
+        f" SELECT grp, depth, probe, {CONTEXT_NAMES} FROM ({' UNION ALL '.join(branches)}) u"
         f" WHERE rn <= :lim ORDER BY grp, probe, {_key(q.query, 'u')}"
     )
 
