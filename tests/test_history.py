@@ -471,8 +471,9 @@ async def test_pages_of_many_contexts_in_one_request(
     ):
         statements.clear()
         data = await client.data(f"query($cur: String) {{ {fields} }}", {"cur": cur})
-        # contexts + pages + message(version): batched whatever the number of contexts.
-        assert len(statements) == 3
+        # contexts with their pages (one statement: the page is known when `context`
+        # resolves) + message(version): batched whatever the number of contexts.
+        assert len(statements) == 2
         got = [
             (
                 [n["content"] for n in data[f"x{i}"]["messages"]["nodes"]],
@@ -525,14 +526,112 @@ async def test_one_statement_per_history_page_at_any_depth(
         statements.clear()
         await client.data(HISTORY_PAGE, {"id": cid, "before": conn["pageInfo"]["startCursor"]})
         counts[name] = [first_page, len(statements)]
-    # The `context` loader is one statement, the history page (with totalCount from the
-    # counter and exact page info) is the other, whatever the depth.
-    assert counts == {"shallow": [2, 2], "deep": [2, 2]}
+    # The context and its history page (totalCount from the counter, exact page info)
+    # are one statement, whatever the depth.
+    assert counts == {"shallow": [1, 1], "deep": [1, 1]}
 
     data = await client.data(HISTORY_PAGE, {"id": deep, "before": None})
     versions = [n["version"] for n in data["context"]["messages"]["nodes"]]
     assert versions == list(range(14, 64))
     assert data["context"]["messages"]["totalCount"] == 63
+
+
+# --- a context and its page in one statement ----------------------------------------------------
+
+
+def context_with_page(args: str, separate: bool = False) -> str:
+    """A context with one page of its history; `separate` puts a directive on
+    `messages` (`@include(if: true)`), so it reads its page itself."""
+    directive = " @include(if: true)" if separate else ""
+    cursor = ", $c: String" if "$c" in args else ""
+    return (
+        f"query($id: ID!{cursor}) {{ context(id: $id) {{"
+        " id name messageCount totalTokens latestVersion parent { id name }"
+        f" messages{f'({args})' if args else ''}{directive} {{ totalCount"
+        " pageInfo { hasPreviousPage hasNextPage startCursor endCursor }"
+        " nodes { id version content deletedAt context { id } } } } }"
+    )
+
+
+async def test_context_with_its_page_reads_what_separate_reads_give(
+    client: GraphQLClient, statements: StatementLog
+) -> None:
+    """`context(id) { messages(...) }` reads the context and that page in one statement
+    (Query.context sees which page its `messages` field will ask for). The same field
+    under a directive reads them separately: both must answer the same for every kind
+    of page, context and missing id."""
+    root = await create_context(client, messages=[user(f"r{i}") for i in range(8)])
+    child = await fork(client, root["id"], 5)
+    await append(client, child["id"], [assistant(f"c{i}") for i in range(4)])
+    ids = [e["node"]["id"] for e in (await page(client, child["id"], first=20)).raw["edges"]]
+    # deleted after the fork: still in the child's history; deleted in the child: gone
+    for victim in (ids[1], ids[6]):
+        await client.data("mutation($id: ID!) { deleteMessage(id: $id) { id } }", {"id": victim})
+    cursor = (await page(client, child["id"], first=4)).cursors[-1]
+    pages = ["", "last: 3", "first: 2", "first: 0", "first: 2, after: $c", "last: 2, before: $c"]
+    for cid in (root["id"], child["id"], str(uuid.uuid4())):
+        for args in pages:
+            variables = {"id": cid, **({"c": cursor} if "$c" in args else {})}
+            statements.clear()
+            separate = await client.data(context_with_page(args, separate=True), variables)
+            n_separate = len(statements)
+            statements.clear()
+            together = await client.data(context_with_page(args), variables)
+            assert together == separate, (cid, args)
+            assert len(statements) == 1, (cid, args)  # parent and owners come along
+            assert n_separate == (1 if together["context"] is None else 2), (cid, args)
+    last = await client.data(context_with_page("last: 4"), {"id": child["id"]})
+    assert [n["content"] for n in last["context"]["messages"]["nodes"]] == ["r4", "c0", "c2", "c3"]
+    assert last["context"]["messages"]["totalCount"] == 8
+
+
+async def test_context_page_read_ahead_through_fragments_and_its_limits(
+    client: GraphQLClient, statements: StatementLog
+) -> None:
+    ctx = await create_context(client, messages=[user(f"m{i}") for i in range(6)])
+    variables = {"id": ctx["id"]}
+
+    statements.clear()
+    data = await client.data(
+        "query($id: ID!) { context(id: $id) { ...Chat } }"
+        " fragment Chat on Context { id ... on Context {"
+        " messages(last: 2) { nodes { content } } } }",
+        variables,
+    )
+    assert data["context"]["messages"]["nodes"] == [{"content": "m4"}, {"content": "m5"}]
+    assert len(statements) == 1
+
+    # two different pages: each is read as usual (the context, then both pages)
+    data = await client.data(
+        "query($id: ID!) { context(id: $id) { a: messages(first: 1) { nodes { content } }"
+        " b: messages(last: 1) { nodes { content } } } }",
+        variables,
+    )
+    assert data["context"] == {
+        "a": {"nodes": [{"content": "m0"}]},
+        "b": {"nodes": [{"content": "m5"}]},
+    }
+
+    # filters: read as usual, same answer
+    data = await client.data(
+        "query($id: ID!) { context(id: $id) { messages(last: 2, roles: [USER]) {"
+        " nodes { content } } } }",
+        variables,
+    )
+    assert data["context"]["messages"]["nodes"] == [{"content": "m4"}, {"content": "m5"}]
+
+    # arguments the page refuses: the same error as always, from `messages`
+    for args, needle in (("first: 1, last: 1", "not both"), ('before: "nope"', "cursor")):
+        body = await client.execute(
+            "query($id: ID!) { context(id: $id) { id messages(ARGS) { nodes { id } } } }".replace(
+                "ARGS", args
+            ),
+            variables,
+        )
+        [error] = body["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+        assert needle in error["message"], error
+        assert error["path"] == ["context", "messages"]
 
 
 async def test_filtered_count_and_message_by_version_are_one_statement_each(

@@ -21,7 +21,9 @@ from api.db import Connector
 from api.store import contexts, history, messages, tree
 
 A = TypeVar("A", bound=Hashable)
+K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+PageKey = tuple[uuid.UUID, history.HistoryPageRequest]
 
 Batch = Callable[[AsyncConnection, Sequence[uuid.UUID], A], Awaitable[dict[uuid.UUID, V]]]
 
@@ -46,9 +48,14 @@ class Loaders:
         )
         self.ancestors = DataLoader[uuid.UUID, list[Row[Any]]](_batched(connector, tree.ancestors))
         self.forks_at = DataLoader[tuple[uuid.UUID, int], list[Row[Any]]](_forks_at(connector))
-        self.history_page = DataLoader[
-            tuple[uuid.UUID, history.HistoryPageRequest], history.HistoryPage
-        ](_grouped(connector, history.history_pages))
+        page_cache = DefaultCache[PageKey, history.HistoryPage]()
+        self.history_page = DataLoader[PageKey, history.HistoryPage](
+            _grouped(connector, history.history_pages), cache_map=page_cache
+        )
+        # a context and a page of its history at once; both go into the caches above
+        self.context_with_page = DataLoader[PageKey, Row[Any] | None](
+            _contexts_with_pages(connector, context_cache, page_cache)
+        )
         self.history_count = DataLoader[tuple[uuid.UUID, history.HistoryFilter], int](
             _grouped(connector, history.history_counts)
         )
@@ -121,22 +128,58 @@ def _forks_at(
     return load
 
 
+def _prime(cache: DefaultCache[K, V], key: K, value: V) -> None:
+    """Put a loaded value into a loader's cache (the cache, not the loader: a batch
+    function that refers to its loader makes a reference cycle), unless it has one."""
+    if cache.get(key) is None:
+        primed: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        primed.set_result(value)
+        cache.set(key, primed)
+
+
 def _contexts_with_parents(
     connector: Connector, cache: DefaultCache[uuid.UUID, Row[Any] | None]
 ) -> Callable[[list[uuid.UUID]], Awaitable[list[Row[Any] | None]]]:
     """The context loader's batch function: the contexts asked for, plus their parents
-    primed into the loader's cache (the cache, not the loader: no reference cycle)."""
+    primed into the loader's cache."""
 
     async def load(ids: list[uuid.UUID]) -> list[Row[Any] | None]:
         async with connector.read() as conn:
             found = await contexts.contexts_with_parents(conn, ids)
         asked = set(ids)
-        loop = asyncio.get_running_loop()
         for key, row in found.items():
-            if key not in asked and cache.get(key) is None:
-                primed: asyncio.Future[Row[Any] | None] = loop.create_future()
-                primed.set_result(row)
-                cache.set(key, primed)
+            if key not in asked:
+                _prime(cache, key, row)
         return [found.get(i) for i in ids]
+
+    return load
+
+
+def _contexts_with_pages(
+    connector: Connector,
+    context_cache: DefaultCache[uuid.UUID, Row[Any] | None],
+    page_cache: DefaultCache[PageKey, history.HistoryPage],
+) -> Callable[[list[PageKey]], Awaitable[list[Row[Any] | None]]]:
+    """Contexts with a page of their history, grouped by page request: the contexts (and
+    their parents) go into the context loader's cache, the pages into the history
+    loader's, where `Context.messages` finds them."""
+
+    async def load(keys: list[PageKey]) -> list[Row[Any] | None]:
+        groups: dict[history.HistoryPageRequest, list[uuid.UUID]] = defaultdict(list)
+        for cid, req in keys:
+            if cid not in groups[req]:
+                groups[req].append(cid)
+        found: dict[uuid.UUID, Row[Any]] = {}
+        async with connector.read() as conn:
+            for req, ids in groups.items():
+                rows, pages = await contexts.contexts_with_pages(conn, ids, req)
+                found.update(rows)
+                for cid, page in pages.items():
+                    _prime(page_cache, (cid, req), page)
+        for cid, _ in keys:
+            _prime(context_cache, cid, found.get(cid))
+        for cid, row in found.items():
+            _prime(context_cache, cid, row)
+        return [found.get(cid) for cid, _ in keys]
 
     return load

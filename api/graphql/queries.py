@@ -12,7 +12,15 @@ from api.errors import BadUserInput
 from api.graphql.context import Info
 from api.graphql.enums import ContextOrderField, MessageRole, OrderDirection, SearchScope
 from api.graphql.inputs import ContextFilter, ContextOrder
-from api.graphql.types import Context, ContextConnection, Message, MessageMatch, Node, page_info
+from api.graphql.types import (
+    Context,
+    ContextConnection,
+    Message,
+    MessageMatch,
+    Node,
+    page_info,
+    selected_history_page,
+)
 from api.store import contexts as store
 from api.store import pagination
 from api.store.inputs import check_metadata, check_text, parse_id
@@ -109,7 +117,12 @@ class Query:
         info: Info,
         id: Annotated[strawberry.ID, strawberry.argument(description="The context UUID.")],
     ) -> Context | None:
-        return await info.context.loaders.context.load(parse_id(id))  # type: ignore[no-any-return]
+        key = parse_id(id)
+        page = selected_history_page(info)
+        if page is None:
+            return await info.context.loaders.context.load(key)  # type: ignore[no-any-return]
+        # a chat page: the context and its messages in one statement
+        return await info.context.loaders.context_with_page.load((key, page))  # type: ignore[no-any-return]
 
     @strawberry.field(description="A message by id (deleted ones too, with deletedAt set).")
     async def message(
@@ -143,14 +156,12 @@ class Query:
             strawberry.argument(description="Order (a unique tie-break on id is always added)."),
         ] = DEFAULT_ORDER,
     ) -> ContextConnection:
-        limits = info.context.limits
         window = pagination.page_window(
+            info.context.limits,
             first=first,
             after=after,
             last=last,
             before=before,
-            default_size=limits.default_page_size,
-            max_size=limits.max_page_size,
         )
         list_filter = _list_filter(filter, info)
         order_by = order_by or DEFAULT_ORDER

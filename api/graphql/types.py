@@ -19,6 +19,7 @@ import strawberry
 from sqlalchemy.engine import Row
 from strawberry.scalars import JSON
 from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.types.nodes import SelectedField
 
 import models
 from api.errors import BadUserInput
@@ -87,6 +88,80 @@ def decode_message_cursor(cursor: str | None, argument: str) -> int | None:
 
 
 _MAX_BIGINT = 2**63 - 1
+
+
+def history_page_request(
+    info: Info,
+    f: HistoryFilter,
+    *,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> HistoryPageRequest:
+    """The page `Context.messages` reads for these arguments (BadUserInput if invalid)."""
+    window = pagination.page_window(
+        info.context.limits,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+    )
+    return HistoryPageRequest(
+        filter=f,
+        size=window.size,
+        backward=window.backward,
+        after_version=decode_message_cursor(after, "after"),
+        before_version=decode_message_cursor(before, "before"),
+    )
+
+
+_PAGE_ARGUMENTS = frozenset({"first", "after", "last", "before"})
+
+
+def selected_history_page(info: Info) -> HistoryPageRequest | None:
+    """The page of the `messages` field selected on the context this field returns,
+    so the context and its page can be read in one statement (a chat page).
+
+    Only for the plain case: one page request among the selected `messages` fields
+    (aliases with the same arguments are one), no arguments but the Relay ones, no
+    directives, fragments only on Context. Anything else, or arguments
+    `history_page_request` refuses, is None: `messages` then reads (or reports) its
+    page itself.
+    """
+    found: set[tuple[tuple[str, Any], ...]] = set()
+    stack = [s for field in info.selected_fields for s in field.selections]
+    while stack:
+        selection = stack.pop()
+        if selection.directives:
+            return None
+        if isinstance(selection, SelectedField):
+            if selection.name == "messages":
+                if not selection.arguments.keys() <= _PAGE_ARGUMENTS:
+                    return None
+                found.add(tuple(sorted(selection.arguments.items())))
+        elif selection.type_condition in (None, "Context"):
+            stack.extend(selection.selections)
+    if len(found) != 1:
+        return None
+    arguments = dict(found.pop())
+    try:
+        return history_page_request(
+            info,
+            HistoryFilter(),
+            first=_int_argument(arguments.get("first")),
+            after=arguments.get("after"),
+            last=_int_argument(arguments.get("last")),
+            before=arguments.get("before"),
+        )
+    except BadUserInput:
+        return None
+
+
+def _int_argument(value: Any) -> int | None:
+    # A literal reaches selected_fields as its source text ("50"), a variable as its
+    # value; validation has already made sure it is an Int.
+    return None if value is None else int(value)
 
 
 def tree_cursor(row: Record, descendants: bool) -> str:
@@ -195,12 +270,10 @@ def page_info(
 async def tree_connection(
     info: Info, context_id: uuid.UUID, q: TreeQuery, first: int | None, after: str | None
 ) -> ContextConnection:
-    limits = info.context.limits
     window = pagination.page_window(
+        info.context.limits,
         first=first,
         after=after,
-        default_size=limits.default_page_size,
-        max_size=limits.max_page_size,
     )
     req = TreePageRequest(query=q, size=window.size, after=decode_tree_cursor(after, q.descendants))
     page = await info.context.loaders.tree_page.load((context_id, req))
@@ -361,15 +434,6 @@ class Context(Node):
             ),
         ] = False,
     ) -> MessageConnection:
-        limits = info.context.limits
-        window = pagination.page_window(
-            first=first,
-            after=after,
-            last=last,
-            before=before,
-            default_size=limits.default_page_size,
-            max_size=limits.max_page_size,
-        )
         f = HistoryFilter(
             from_version=from_version,
             to_version=to_version,
@@ -377,13 +441,7 @@ class Context(Node):
             include_inherited=include_inherited is not False,
             include_deleted=bool(include_deleted),
         )
-        req = HistoryPageRequest(
-            filter=f,
-            size=window.size,
-            backward=window.backward,
-            after_version=decode_message_cursor(after, "after"),
-            before_version=decode_message_cursor(before, "before"),
-        )
+        req = history_page_request(info, f, first=first, after=after, last=last, before=before)
         page = await info.context.loaders.history_page.load((root.id, req))
         count = (
             _constant(root.message_count)

@@ -14,11 +14,19 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.errors import BadUserInput
+from api.store import history
 from api.store.guards import context_deleted, context_not_found, live_context_state
-from api.store.history import history_totals_at_sql
+from api.store.history import HistoryPage, HistoryPageRequest, history_totals_at_sql
 from api.store.inputs import NewMessage
 from api.store.messages import insert_messages_sql, message_params
-from api.store.records import context_select_list, statement, typed
+from api.store.records import (
+    CONTEXT_COLUMNS,
+    MESSAGE_NAMES,
+    context_record,
+    context_select_list,
+    statement,
+    typed,
+)
 
 CTX = context_select_list("c")
 
@@ -34,6 +42,15 @@ async def contexts_by_ids(
     return {row.id: row for row in result}
 
 
+# The contexts asked for (:ids) and their parents; the parents' ids come from an
+# InitPlan, so this is still one index scan of the primary key.
+_WITH_PARENTS = (
+    "c.id = ANY(CAST(:ids AS uuid[]) || ARRAY("
+    "SELECT k.parent_id FROM contexts k"
+    " WHERE k.id = ANY(CAST(:ids AS uuid[])) AND k.parent_id IS NOT NULL))"
+)
+
+
 async def contexts_with_parents(
     conn: AsyncConnection, ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, Row[Any]]:
@@ -41,16 +58,52 @@ async def contexts_with_parents(
 
     A fork is rarely read without its parent (the tree of a chat, "forked from"):
     fetching both at once saves the second round trip (the tree workload: 3
-    statements -> 2). The parents' ids come from an InitPlan, so this is still one
-    index scan of the primary key.
+    statements -> 2).
     """
-    sql = (
-        f"SELECT {CTX} FROM contexts c WHERE c.id = ANY(CAST(:ids AS uuid[]) || ARRAY("
-        "SELECT k.parent_id FROM contexts k"
-        " WHERE k.id = ANY(CAST(:ids AS uuid[])) AND k.parent_id IS NOT NULL))"
-    )
+    sql = f"SELECT {CTX} FROM contexts c WHERE {_WITH_PARENTS}"
     result = await conn.execute(typed(sql, contexts=True), {"ids": list(ids)})
     return {row.id: row for row in result}
+
+
+_CONTEXT_PART = 3  # not a part of history.pages_sql
+_CONTEXT_WIDTH = len(CONTEXT_COLUMNS)
+
+
+async def contexts_with_pages(
+    conn: AsyncConnection, ids: Sequence[uuid.UUID], req: HistoryPageRequest
+) -> tuple[dict[uuid.UUID, Row[Any]], dict[uuid.UUID, HistoryPage]]:
+    """`contexts_with_parents` and `history.history_pages` of the same ids, in one
+    statement: a chat page (a context with its newest messages) is one round trip,
+    and the counters and the page come from one snapshot.
+
+    The context rows and the page rows share one column list: each fills its own
+    columns (the context's prefixed) and leaves the other's NULL.
+    """
+    params: dict[str, Any] = {"ids": list(ids)}
+    pages = history.pages_sql(req, params)
+    no_message = ", ".join(f"NULL AS {name}" for name in MESSAGE_NAMES)
+    sql = (
+        f"WITH RECURSIVE {history.chain_cte(req.filter.include_inherited)} "
+        f"SELECT c.id AS leaf, {_CONTEXT_PART} AS part, {context_select_list('c', 'c_')},"
+        f" {no_message} FROM contexts c WHERE {_WITH_PARENTS}"
+        f" UNION ALL SELECT p.leaf, p.part, {', '.join(['NULL'] * _CONTEXT_WIDTH)},"
+        f" {', '.join('p.' + name for name in MESSAGE_NAMES)} FROM ({pages}) p"
+    )
+    stmt = typed(
+        sql,
+        sa.column("leaf", sa.Uuid),
+        sa.column("part", sa.Integer),
+        contexts=True,
+        context_prefix="c_",
+        messages=True,
+    )
+    rows = (await conn.execute(stmt, params)).all()
+    found = {
+        row[0]: context_record(row[2 : 2 + _CONTEXT_WIDTH])
+        for row in rows
+        if row[1] == _CONTEXT_PART
+    }
+    return found, history.split_pages(rows, ids, req)
 
 
 async def create_context(

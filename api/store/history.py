@@ -13,7 +13,7 @@ partitioned by the context asked for (`leaf`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.store.records import MESSAGE_COLUMNS, message_select_list, statement, typed
+from api.store.records import MESSAGE_NAMES, message_select_list, statement, typed
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ class HistoryPage:
     has_previous: bool
 
 
-def _chain_cte(include_inherited: bool) -> str:
+def chain_cte(include_inherited: bool) -> str:
     """Segments of each leaf's history: owner, version cap and snapshot time.
 
     `cap` is the smallest fork version between the leaf and the owner (PostgreSQL's
@@ -104,7 +104,7 @@ def _segment_conditions(f: HistoryFilter, params: dict[str, Any]) -> list[str]:
     return conditions
 
 
-_MESSAGE_NAMES = ", ".join(c.name for c in MESSAGE_COLUMNS) + ", has_embedding"
+_MESSAGE_NAMES = ", ".join(MESSAGE_NAMES)
 
 
 # Which part of the statement a row comes from: the page itself, or a probe that
@@ -122,7 +122,17 @@ async def history_pages(
     for a matching message on its far side, so `first/before` knows there is
     more after the window and `last/after` that there is more before it.
     """
-    params: dict[str, Any] = {"ids": list(context_ids), "lim": req.size + 1}
+    params: dict[str, Any] = {"ids": list(context_ids)}
+    sql = f"WITH RECURSIVE {chain_cte(req.filter.include_inherited)} {pages_sql(req, params)}"
+    stmt = typed(sql, sa.column("leaf", sa.Uuid), sa.column("part", sa.Integer), messages=True)
+    return split_pages(await conn.execute(stmt, params), context_ids, req)
+
+
+def pages_sql(req: HistoryPageRequest, params: dict[str, Any]) -> str:
+    """The SELECT of `history_pages` (after its `chain` CTE): rows of (leaf, part,
+    message columns...); adds its parameters to `params` (:ids, the leaves, is the
+    caller's)."""
+    params["lim"] = req.size + 1
     base = _segment_conditions(req.filter, params)
     order = "DESC" if req.backward else "ASC"
     page = list(base)
@@ -147,22 +157,26 @@ async def history_pages(
             f" WHERE {' AND '.join([*base, bound])} LIMIT 1) m"
         )
     sign = -1 if req.backward else 1
-    sql = (
-        f"WITH RECURSIVE {_chain_cte(req.filter.include_inherited)} "
+    return (
         f"SELECT leaf, part, {_MESSAGE_NAMES} FROM ("
         " SELECT u.*, row_number() OVER (PARTITION BY u.leaf, u.part"
         f" ORDER BY u.version * {sign}) AS rn FROM ({' UNION ALL '.join(branches)}) u"
         ") r WHERE rn <= :lim"
     )
-    stmt = typed(sql, sa.column("leaf", sa.Uuid), sa.column("part", sa.Integer), messages=True)
-    result = await conn.execute(stmt, params)
+
+
+def split_pages(
+    rows: Iterable[Any], context_ids: Sequence[uuid.UUID], req: HistoryPageRequest
+) -> dict[uuid.UUID, HistoryPage]:
+    """The pages of `pages_sql`'s rows (leaf, part, message...), with their page info;
+    rows of any other part are skipped."""
     pages = {cid: HistoryPage(rows=[], has_next=False, has_previous=False) for cid in context_ids}
     beyond: dict[int, set[uuid.UUID]] = {_AT_OR_BEFORE_AFTER: set(), _AT_OR_AFTER_BEFORE: set()}
-    for row in result:
+    for row in rows:
         leaf, part = row[0], row[1]  # by position: a Row's attribute lookup is 10x slower
         if part == _PAGE:
             pages[leaf].rows.append(row)
-        else:
+        elif part in beyond:
             beyond[part].add(leaf)
     for cid, p in pages.items():
         more = len(p.rows) > req.size
@@ -189,7 +203,7 @@ async def history_counts(
     params: dict[str, Any] = {"ids": list(context_ids)}
     conditions = _segment_conditions(f, params)
     sql = (
-        f"WITH RECURSIVE {_chain_cte(f.include_inherited)} "
+        f"WITH RECURSIVE {chain_cte(f.include_inherited)} "
         "SELECT ch.leaf, sum(s.n) AS n FROM chain ch CROSS JOIN LATERAL ("
         f"SELECT count(*) AS n FROM messages m WHERE {' AND '.join(conditions)}) s"
         " GROUP BY ch.leaf"
@@ -216,7 +230,7 @@ def history_totals_at_sql() -> str:
         " AND (ch.snap IS NULL OR m.deleted_at <= ch.snap)"
     )
     return (
-        f"{_chain_cte(True)}, totals AS ("
+        f"{chain_cte(True)}, totals AS ("
         "SELECT coalesce(sum(greatest(s.hi - coalesce(ch.fork_version, 0), 0) - d.n), 0) AS n,"
         " coalesce(sum(coalesce(top.prefix_tokens, 0) - d.tokens), 0) AS tokens"
         " FROM chain ch CROSS JOIN LATERAL (SELECT LEAST(ch.cap, CAST(:v AS bigint)) AS hi) s"

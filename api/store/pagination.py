@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.errors import BadUserInput
+from api.store.inputs import Limits
 
 
 def encode_cursor(kind: str, *values: Any) -> str:
@@ -47,13 +48,12 @@ class Window:
 
 
 def page_window(
+    limits: Limits,
     *,
     first: int | None,
     after: str | None,
     last: int | None = None,
     before: str | None = None,
-    default_size: int,
-    max_size: int,
 ) -> Window:
     """Validate Relay arguments; `first` pages forward, `last` backward."""
     if first is not None and last is not None:
@@ -63,11 +63,17 @@ def page_window(
     for name, value in (("first", first), ("last", last)):
         if value is not None and value < 0:
             raise BadUserInput(f"`{name}` must be >= 0 (got {value}).")
-        if value is not None and value > max_size:
+        if value is not None and value > limits.max_page_size:
             raise BadUserInput(
-                f"`{name}` must be <= {max_size} (got {value}); page with "
+                f"`{name}` must be <= {limits.max_page_size} (got {value}); page with "
                 "`after`/`before` cursors instead (limit set by CTXGRAPH_MAX_PAGE_SIZE)."
             )
     backward = last is not None or (first is None and before is not None and after is None)
-    size = last if backward and last is not None else first if first is not None else default_size
+    size = (
+        last
+        if backward and last is not None
+        else first
+        if first is not None
+        else limits.default_page_size
+    )
     return Window(size=size, backward=backward, after=after, before=before)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.engine.result import result_tuple
 from sqlalchemy.sql.selectable import TextualSelect
 
 from models import Context, Message
@@ -27,18 +28,26 @@ _BOOKKEEPING = {"own_tokens", "prefix_tokens"}
 CONTEXT_COLUMNS = [c for c in CONTEXTS.columns if c.name not in _BOOKKEEPING]
 
 
-def context_select_list(alias: str) -> str:
-    """`alias.col AS attr, ...` for every context column."""
-    return ", ".join(f"{alias}.{c.name} AS {_attribute_name(c)}" for c in CONTEXT_COLUMNS)
+def context_select_list(alias: str, prefix: str = "") -> str:
+    """`alias.col AS attr, ...` for every context column (`prefix` + attr when given)."""
+    return ", ".join(f"{alias}.{c.name} AS {prefix}{_attribute_name(c)}" for c in CONTEXT_COLUMNS)
 
 
 CONTEXT_NAMES = ", ".join(_attribute_name(c) for c in CONTEXT_COLUMNS)
 """The attribute names `context_select_list` gives, to select them again from a subquery."""
 
+context_record = result_tuple([_attribute_name(c) for c in CONTEXT_COLUMNS])
+"""A context record (a Row, as a query returns it) from its values in column order:
+for statements that return a context's columns beside other rows' (prefixed)."""
+
 
 MESSAGE_COLUMNS = [
     c for c in MESSAGES.columns if c.name != "embedding" and c.name not in _BOOKKEEPING
 ]
+
+
+MESSAGE_NAMES = [c.name for c in MESSAGE_COLUMNS] + ["has_embedding"]
+"""The names `message_select_list` gives, in its order."""
 
 
 def message_select_list(alias: str) -> str:
@@ -47,8 +56,8 @@ def message_select_list(alias: str) -> str:
     return f"{cols}, ({alias}.embedding IS NOT NULL) AS has_embedding"
 
 
-def context_result_columns() -> list[sa.ColumnClause[Any]]:
-    return [sa.column(_attribute_name(c), c.type) for c in CONTEXT_COLUMNS]
+def context_result_columns(prefix: str = "") -> list[sa.ColumnClause[Any]]:
+    return [sa.column(prefix + _attribute_name(c), c.type) for c in CONTEXT_COLUMNS]
 
 
 def message_result_columns() -> list[sa.ColumnClause[Any]]:
@@ -83,15 +92,20 @@ def statement(sql: str) -> sa.TextClause:
 
 
 def typed(
-    sql: str, *extra: sa.ColumnClause[Any], contexts: bool = False, messages: bool = False
+    sql: str,
+    *extra: sa.ColumnClause[Any],
+    contexts: bool = False,
+    messages: bool = False,
+    context_prefix: str = "",
 ) -> TextualSelect:
     """A text statement whose result columns are typed like the model's (JSONB, UUID...),
-    built once per text and column list (as `statement`)."""
+    built once per text and column list (as `statement`): `extra`, then the context
+    columns (named `context_prefix` + attribute), then the message columns."""
 
     def build() -> TextualSelect:
         columns: list[sa.ColumnClause[Any]] = list(extra)
         if contexts:
-            columns += context_result_columns()
+            columns += context_result_columns(context_prefix)
         if messages:
             columns += message_result_columns()
         return sa.text(sql).columns(*columns)
@@ -99,5 +113,5 @@ def typed(
     # the type's class, not its repr: SQLAlchemy builds a type's repr from its
     # constructor's signature (inspect), ~40 us per statement; one call site always
     # passes the same types for the same text
-    key = (sql, tuple((c.name, type(c.type)) for c in extra), contexts, messages)
+    key = (sql, tuple((c.name, type(c.type)) for c in extra), contexts, messages, context_prefix)
     return _cached(key, build)

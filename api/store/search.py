@@ -47,7 +47,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.store.guards import context_not_found
-from api.store.history import HistoryFilter, _chain_cte, _segment_conditions
+from api.store.history import HistoryFilter, _segment_conditions, chain_cte
 from api.store.records import message_select_list, statement, typed
 
 Scope = Literal["context", "tree", "all"]
@@ -225,7 +225,7 @@ def _context_chain(req: SearchRequest, params: dict[str, Any]) -> tuple[str, lis
     """
     params["ids"] = [req.context_id]
     conditions = _segment_conditions(HistoryFilter(include_deleted=True), params)
-    return _chain_cte(True), conditions
+    return chain_cte(True), conditions
 
 
 def _exact_sql(query: QueryVector, req: SearchRequest, scope: _Scope) -> tuple[str, dict[str, Any]]:
