@@ -21,7 +21,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from api.db import Connector, Database, DatabaseConfigError, redact
 from api.embeddings import EmbeddingProvider, background_embeddings
-from api.graphiql import GraphiQLRouter, default_assets, mount_graphiql_assets
+from api.graphiql import GraphQLEndpoint, default_assets, graphql_routes, mount_graphiql_assets
 from api.graphql.context import RequestContext
 from api.graphql.schema import build_schema
 from api.metrics import Metrics
@@ -105,9 +105,10 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
             limits,
             connection.headers.get("x-request-id"),
             realtime=connection.app.state.realtime,
+            request=connection,
         )
 
-    graphql = GraphiQLRouter(
+    graphql = GraphQLEndpoint(
         build_schema(settings),
         assets=graphiql_assets,
         context_getter=get_context,
@@ -117,7 +118,7 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
         # backstop bounds every operation in flight on one socket.
         max_subscriptions_per_connection=2 * settings.subscriptions_per_connection,
     )
-    app.include_router(graphql, prefix="/graphql")
+    app.router.routes.extend(graphql_routes(graphql))
 
     # --- persisted queries: APQ and the trusted-documents allowlist, an ASGI
     # middleware that rewrites /graphql requests before Strawberry sees them.

@@ -111,3 +111,5 @@ def running_server(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            # pytest shows this only for a failing test: the server's side of the story
+            print(f"--- ctxgraph serve on {base}, last output:\n{output()[-20_000:]}")  # noqa: T201

@@ -26,8 +26,9 @@ from api.graphiql import (
     VENDOR_ASSETS,
     AssetState,
     GraphiQLAssets,
-    GraphiQLRouter,
+    GraphQLEndpoint,
     default_assets,
+    graphql_routes,
     mount_graphiql_assets,
 )
 from api.graphiql.assets import CDN_BASE, NPM_PROJECT_DIR, sri_digest
@@ -79,7 +80,7 @@ def directives(csp: str) -> dict[str, list[str]]:
 def ide_app(assets: GraphiQLAssets) -> FastAPI:
     """Just the router and the mounts, around `assets` (the page needs no database)."""
     app = FastAPI()
-    app.include_router(GraphiQLRouter(build_schema(), assets=assets), prefix="/graphql")
+    app.router.routes.extend(graphql_routes(GraphQLEndpoint(build_schema(), assets=assets)))
     mount_graphiql_assets(app, assets)
     return app
 

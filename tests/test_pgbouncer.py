@@ -94,7 +94,14 @@ async def full_history(http: httpx.AsyncClient, cid: str) -> tuple[dict[str, Any
 
 
 async def test_fifty_clients_two_servers_through_pgbouncer(servers: list[str]) -> None:
-    clients = [httpx.AsyncClient(base_url=servers[i % 2], timeout=60) for i in range(len(servers))]
+    # Idle connections are dropped before the server's keep-alive timeout (uvicorn: 5 s)
+    # can close them: reusing one the server is closing that moment fails the request
+    # with ReadError('') (httpx's default expiry is also 5 s: a race, seen in CI).
+    limits = httpx.Limits(keepalive_expiry=1.0)
+    clients = [
+        httpx.AsyncClient(base_url=servers[i % 2], timeout=60, limits=limits)
+        for i in range(len(servers))
+    ]
     tag = uuid.uuid4().hex[:8]
     try:
         ids = []

@@ -1,4 +1,4 @@
-"""GraphiQL served by ctxgraph itself: the page, its npm assets, and the router.
+"""GraphiQL served by ctxgraph itself: the page, its npm assets, and the endpoint.
 
 `GET /graphql` with `Accept: text/html` answers the GraphiQL page. Its
 scripts and styles come from this server (`/graphiql/...`) once
@@ -15,15 +15,21 @@ from api.graphiql.assets import (
     VendorAsset,
     default_assets,
 )
-from api.graphiql.router import ASSET_PATH, GraphiQLRouter, mount_graphiql_assets
+from api.graphiql.router import (
+    ASSET_PATH,
+    GraphQLEndpoint,
+    graphql_routes,
+    mount_graphiql_assets,
+)
 
 __all__ = [
     "ASSET_PATH",
     "VENDOR_ASSETS",
     "AssetState",
     "GraphiQLAssets",
-    "GraphiQLRouter",
+    "GraphQLEndpoint",
     "VendorAsset",
     "default_assets",
+    "graphql_routes",
     "mount_graphiql_assets",
 ]

@@ -1,21 +1,23 @@
-"""Strawberry's FastAPI router with ctxgraph's GraphiQL page, and the asset mounts."""
+"""The GraphQL endpoint: Strawberry's ASGI app with ctxgraph's GraphiQL page, and
+the asset mounts."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
-from strawberry.fastapi import GraphQLRouter
-from strawberry.fastapi.router import Context
-from strawberry.http.typevars import RootValue
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
 from strawberry.types.unset import UnsetType
 
 from api import jsoncodec
@@ -28,6 +30,8 @@ ASSET_PATH = "/graphiql"
 
 STATIC_DIR = Path(__file__).parent / "static"
 
+ContextGetter = Callable[[Request | WebSocket], Awaitable[Any]]
+
 
 def _urls(request: Request, asset_path: str) -> PageUrls:
     # Behind a proxy that strips a path prefix, root_path carries it.
@@ -35,21 +39,38 @@ def _urls(request: Request, asset_path: str) -> PageUrls:
     return PageUrls(vendor=f"{base}/vendor", static=f"{base}/static")
 
 
-class GraphiQLRouter(GraphQLRouter[Context, RootValue]):
-    """GraphQLRouter whose IDE page is self-hosted GraphiQL when its assets are built.
+class GraphQLEndpoint(GraphQL[Any, None]):
+    """Strawberry's ASGI app, routed directly (`app.add_route`), whose IDE page is
+    self-hosted GraphiQL when its assets are built.
 
-    The first page request starts the build if nothing did (the app's lifespan
-    normally has) and waits for it, up to the build's own timeout, so the first
-    page a user opens is already the self-hosted one. Without assets the page
+    A plain ASGI route rather than Strawberry's FastAPI router: the router runs
+    FastAPI's dependency injection and endpoint wrapping on every request, ~10% of
+    a chat page's CPU in process, for nothing this endpoint needs
+    (bench/README.md, "Optimizations").
+
+    The first page request starts the asset build if nothing did (the app's
+    lifespan normally has) and waits for it, up to the build's own timeout, so the
+    first page a user opens is already the self-hosted one. Without assets the page
     uses the CDN, with integrity hashes and a notice.
     """
 
     def __init__(
-        self, *args: Any, assets: GraphiQLAssets, asset_path: str = ASSET_PATH, **kwargs: Any
+        self,
+        *args: Any,
+        assets: GraphiQLAssets,
+        context_getter: ContextGetter | None = None,
+        asset_path: str = ASSET_PATH,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.assets = assets
         self.asset_path = asset_path
+        self.context_getter = context_getter
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Any:
+        if self.context_getter is None:
+            return await super().get_context(request, response)
+        return await self.context_getter(request)
 
     def decode_json(self, data: str | bytes) -> object:
         """Parse a request body; anything json.loads refuses is a malformed body (400).
@@ -89,10 +110,15 @@ class GraphiQLRouter(GraphQLRouter[Context, RootValue]):
         # go through here too and must stay text frames.
         return jsoncodec.dumps(data).decode()
 
-    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+    async def on_ws_connect(self, context: Any) -> UnsetType | dict[str, object] | None:
         # API keys (api/security/auth.py): the key travels in connection_init's payload.
         await authenticate_ws(context)
         return await super().on_ws_connect(context)
+
+
+def graphql_routes(endpoint: GraphQLEndpoint, path: str = "/graphql") -> list[BaseRoute]:
+    """HTTP (GET and POST; anything else is 405) and WebSocket routes to `endpoint`."""
+    return [Route(path, endpoint, methods=["GET", "POST"]), WebSocketRoute(path, endpoint)]
 
 
 class _AssetFiles(StaticFiles):

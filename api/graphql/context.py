@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from strawberry.fastapi import BaseContext
 from strawberry.types import Info as StrawberryInfo
 
 from api.db import Connector
@@ -13,7 +13,7 @@ from api.realtime import Realtime
 from api.store.inputs import Limits
 
 
-class RequestContext(BaseContext):
+class RequestContext:
     """What every resolver can reach through `info.context`.
 
     `db.read()` gives a short-lived connection (one per loader batch, so sibling
@@ -27,8 +27,8 @@ class RequestContext(BaseContext):
         limits: Limits,
         request_id: str | None = None,
         realtime: Realtime | None = None,
+        request: Any = None,
     ) -> None:
-        super().__init__()
         self.db = db
         self.limits = limits
         self.request_id = request_id or uuid.uuid4().hex[:16]
@@ -37,6 +37,10 @@ class RequestContext(BaseContext):
         self.realtime = realtime
         self.subscriptions = 0
         """Subscriptions running on this connection (capped by the realtime settings)."""
+        self.request = request
+        """The HTTP request or WebSocket (the WebSocket check reads the app's keys)."""
+        self.connection_params: Any = None
+        """A WebSocket's connection_init payload, set by Strawberry."""
 
 
 Info = StrawberryInfo[RequestContext, None]

@@ -126,7 +126,7 @@ def authenticate(credentials: Mapping[str, Any] | Any, keys: ApiKeys | Settings)
 
 
 async def authenticate_ws(context: Any) -> None:
-    """The WebSocket check, for GraphQLRouter.on_ws_connect: the key goes in the
+    """The WebSocket check, for GraphQLEndpoint.on_ws_connect: the key goes in the
     connection_init payload (`{"Authorization": "Bearer <key>"}`); a key in the
     upgrade request's headers is accepted too (non-browser clients). Refused
     connections are closed with 4403 by Strawberry."""
