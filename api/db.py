@@ -167,6 +167,11 @@ class Connector(Protocol):
         """A connection in a transaction committed on success, rolled back on error."""
         ...
 
+    def single_statement(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for a write that is ONE statement: PostgreSQL applies a statement
+        atomically by itself, so it needs no transaction block around it."""
+        ...
+
 
 @dataclass(frozen=True)
 class EngineConnector:
@@ -191,6 +196,10 @@ class EngineConnector:
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return self.engine.begin()
+
+    def single_statement(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        # autocommit: no BEGIN and COMMIT, two of the four round trips of an append
+        return self._reads.connect()
 
 
 @dataclass

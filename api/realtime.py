@@ -1,7 +1,7 @@
 """Realtime fan-out: one LISTEN connection per process, dispatched to subscribers.
 
-Appends NOTIFY `ctxgraph_messages` with `<context_id>:<latest_version>` in their
-transaction (api/store/notify.py). Each API process runs one `Listener` (one
+Appends NOTIFY `ctxgraph_messages` with `<context_id>:<latest_version>` from their
+own statement, so it is delivered when, and only if, they commit (api/store/notify.py). Each API process runs one `Listener` (one
 direct asyncpg connection, whatever the number of subscribers) that hands
 every notification to the process's `Hub`; the hub wakes the `Watch`es of that
 context. A woken subscriber never trusts the notification for content: it

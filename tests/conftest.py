@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,9 @@ class RollbackConnector:
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         async with self.lock, self.conn.begin_nested():
             yield self.conn
+
+    def single_statement(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self.transaction()  # inside the test's transaction: a savepoint
 
 
 class GraphQLClient:

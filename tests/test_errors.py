@@ -9,7 +9,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -538,6 +538,9 @@ class ExplodingConnector:
         raise RuntimeError(f"transaction failed: {SECRET}")
         yield  # pragma: no cover
 
+    def single_statement(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self.transaction()
+
 
 @pytest.fixture
 def exploding() -> ExplodingConnector:
@@ -652,6 +655,9 @@ async def test_failed_mutation_is_masked_and_rolled_back(
             async with rollback.transaction() as c:
                 yield c
                 raise RuntimeError(f"commit failed: {SECRET}")
+
+        def single_statement(self) -> AbstractAsyncContextManager[AsyncConnection]:
+            return self.transaction()  # a savepoint here, autocommit in production
 
     async with graphql_client(create_app(test_settings(), connector=rollback)) as good:
         ctx = await create_context(good, messages=[user("a")])

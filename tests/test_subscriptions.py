@@ -433,10 +433,16 @@ async def test_a_lost_notification_is_caught_up_by_the_recheck(database_url: str
             undo()
         # Idle subscribers cost one query per interval for the process, nothing each.
         assert all("latest_version FROM contexts" in q for q in statements), statements
-        async with connector.transaction() as conn:  # the store's append, without notify
-            await messages_store.append_messages(
-                conn, uuid.UUID(ctx["id"]), [NewMessage(role="user", content="silent")], None
-            )
+        # An append no one announces (the store's appends notify): only the re-check sees it.
+        silent = (
+            "WITH bumped AS (UPDATE contexts SET latest_version = latest_version + 1,"
+            " message_count = message_count + 1 WHERE id = :cid"
+            " RETURNING id, latest_version - 1 AS base_version, own_tokens AS base_tokens) "
+            + messages_store.insert_messages_sql("bumped")
+        )
+        params = messages_store.message_params([NewMessage(role="user", content="silent")])
+        async with connector.transaction() as conn:
+            await conn.execute(sa.text(silent), {**params, "cid": uuid.UUID(ctx["id"])})
         assert [m["content"] for m in await socket.messages(op, 1)] == ["silent"]
 
 

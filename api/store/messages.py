@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from api.errors import BadUserInput, NotFound, VersionConflict
 from api.store.guards import context_deleted, live_context_state
 from api.store.inputs import NewMessage
+from api.store.notify import CHANNEL
 from api.store.records import message_select_list, statement, typed
 
 MSG = message_select_list("m")
@@ -88,6 +89,20 @@ def _check_replay(
     return sorted(stored.values(), key=lambda r: r.version)
 
 
+# One row (one notification, of the new latest version) when the batch was inserted,
+# none when it was not: joined to the inserted rows, which forces its evaluation.
+_NOTIFIED = (
+    "notified AS (SELECT pg_notify(:channel, CAST(i.context_id AS text) || ':' || max(i.version))"
+    " FROM inserted i GROUP BY i.context_id)"
+)
+
+
+def append_is_one_statement(messages: Sequence[NewMessage]) -> bool:
+    """Whether `append_messages` is one statement (atomic by itself: the caller needs no
+    transaction) for this batch: yes without client ids, which need a lock first."""
+    return all(m.id is None for m in messages)
+
+
 async def append_messages(
     conn: AsyncConnection,
     context_id: uuid.UUID,
@@ -97,8 +112,8 @@ async def append_messages(
     """Append a batch atomically; versions continue the history without gaps.
 
     One statement bumps the context row (which takes its row lock, so appends
-    to one context are serialized and versions never collide) and inserts the
-    batch with versions latest+1..latest+n.
+    to one context are serialized and versions never collide), inserts the
+    batch with versions latest+1..latest+n and notifies subscribers.
 
     With client ids the same statement first looks the ids up and appends only
     when none exists (a retry gets the stored rows back, whatever
@@ -129,16 +144,21 @@ async def append_messages(
         " RETURNING id, latest_version - CAST(:n AS bigint) AS base_version,"
         " own_tokens - CAST(:tokens AS bigint) AS base_tokens)"
     )
+    # Subscribers in every process hear of the append (api/store/notify.py) from the
+    # statement itself: PostgreSQL delivers the notification when it commits.
+    inserted = f"{bump}, inserted AS ({insert_messages_sql('bumped')}), {_NOTIFIED}"
+    params["channel"] = CHANNEL
     if ids:
         sql = (
-            f"WITH existing AS (SELECT {MSG} FROM messages m WHERE m.id = ANY(:ids)), {bump},"
-            f" inserted AS ({insert_messages_sql('bumped')})"
+            f"WITH existing AS (SELECT {MSG} FROM messages m WHERE m.id = ANY(:ids)), {inserted}"
             " SELECT true AS stored, e.* FROM existing e"
-            " UNION ALL SELECT false AS stored, i.* FROM inserted i"
+            " UNION ALL SELECT false AS stored, i.* FROM inserted i CROSS JOIN notified"
         )
         stmt = typed(sql, sa.column("stored", sa.Boolean), messages=True)
     else:
-        stmt = typed(f"WITH {bump} {insert_messages_sql('bumped')}", messages=True)
+        stmt = typed(
+            f"WITH {inserted} SELECT i.* FROM inserted i CROSS JOIN notified", messages=True
+        )
     try:
         rows = list(await conn.execute(stmt, params))
     except IntegrityError as exc:

@@ -2,8 +2,9 @@
 
 The payload is only a wake-up call, `<context_id>:<latest_version>` (PostgreSQL
 caps payloads at 8000 bytes, and a subscriber reads the messages themselves
-from the database by version). It is sent inside the append's transaction, so
-PostgreSQL delivers it only if the append commits, and only after it did.
+from the database by version). It is sent inside the write's transaction (an
+append: by its one statement, api/store/messages.py), so PostgreSQL delivers it
+only if the write commits, and only after it did.
 """
 
 from __future__ import annotations
