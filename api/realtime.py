@@ -1,15 +1,16 @@
 """Realtime fan-out: one LISTEN connection per process, dispatched to subscribers.
 
 Appends NOTIFY `ctxgraph_messages` with `<context_id>:<latest_version>` from their
-own statement, so it is delivered when, and only if, they commit (api/store/notify.py). Each API process runs one `Listener` (one
-direct asyncpg connection, whatever the number of subscribers) that hands
-every notification to the process's `Hub`; the hub wakes the `Watch`es of that
-context. A woken subscriber never trusts the notification for content: it
-reads the history after the last version it delivered from the database. So a
-dropped notification, a listener reconnect or a slow consumer loses nothing:
-the listener wakes everyone after it reconnects, and every few seconds one
-query (for the whole process) finds the contexts whose latest version is past
-what their subscribers were told, and wakes those.
+own statement, so it is delivered when, and only if, they commit
+(api/store/notify.py). Each API process runs one `Listener` (one direct asyncpg
+connection, whatever the number of subscribers) that hands every notification
+to the process's `Hub`; the hub wakes the `Watch`es of that context. A woken
+subscriber never trusts the notification for content: it reads the history
+after the last version it delivered from the database. So a dropped
+notification, a listener reconnect or a slow consumer loses nothing: the
+listener wakes everyone after it reconnects, and every few seconds one query
+(for the whole process) finds the contexts whose latest version is past what
+their subscribers were told, and wakes those.
 
 The listener needs a session-level connection: LISTEN does not work through a
 transaction-pooling PgBouncer, hence CTXGRAPH_DATABASE_DIRECT_URL.
