@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, StatementLog
 from tests.helpers import append, create_context, fork, user
 
 TREE = "id parent { id } root { id } ancestors { id } depth forkVersion"
@@ -404,6 +404,64 @@ async def test_forks_and_descendants_in_one_query_of_many_contexts(
         assert got["descendants"]["totalCount"] == len(kids), k
         assert [n["name"] for n in got["deep"]["nodes"]] == deep.get(k, []), k
         assert got["deep"]["totalCount"] == len(deep.get(k, [])), k
+
+
+def with_siblings(args: str, separate: bool = False) -> str:
+    """A context with its parent's forks (its siblings); `separate` puts a directive on
+    `forks`, so it reads its page itself instead of with the context."""
+    directive = " @include(if: true)" if separate else ""
+    cursor = ", $c: String" if "$c" in args else ""
+    return (
+        f"query($id: ID!{cursor}) {{ context(id: $id) {{ id name forkVersion"
+        f" parent {{ id name latestVersion forks{f'({args})' if args else ''}{directive} {{"
+        " pageInfo { hasNextPage hasPreviousPage endCursor }"
+        " nodes { id name forkVersion deletedAt } } } } }"
+    )
+
+
+async def test_context_with_its_siblings_reads_what_separate_reads_give(
+    client: GraphQLClient, statements: StatementLog
+) -> None:
+    """`context(id) { parent { forks } }` (a branch switcher, the bench's tree workload)
+    reads the context, its parent and the parent's forks in one statement; with a
+    directive on `forks` they are read separately. Both answer the same."""
+    root = await create_context(client, name="R", messages=[user("a"), user("b")])
+    a = await fork(client, root["id"], 1, name="A")
+    b = await fork(client, root["id"], name="B")
+    c = await fork(client, root["id"], name="C")
+    a1 = await fork(client, a["id"], name="A1")
+    await delete(client, c["id"])
+    first = await client.data(with_siblings("first: 1"), {"id": a["id"]})
+    cursor = first["context"]["parent"]["forks"]["pageInfo"]["endCursor"]
+    pages = ["", "first: 1", "first: 1, after: $c", "includeDeleted: true", "first: 0"]
+    for cid in (a["id"], b["id"], a1["id"], root["id"], str(uuid.uuid4())):
+        for args in pages:
+            variables = {"id": cid, **({"c": cursor} if "$c" in args else {})}
+            statements.clear()
+            separate = await client.data(with_siblings(args, separate=True), variables)
+            n_separate = len(statements)
+            statements.clear()
+            together = await client.data(with_siblings(args), variables)
+            assert together == separate, (cid, args)
+            assert len(statements) == 1, (cid, args)
+            has_parent = together["context"] is not None and together["context"]["parent"]
+            assert n_separate == (2 if has_parent else 1), (cid, args)
+    data = await client.data(with_siblings("includeDeleted: true"), {"id": b["id"]})
+    assert [n["name"] for n in data["context"]["parent"]["forks"]["nodes"]] == ["A", "B", "C"]
+    data = await client.data(with_siblings(""), {"id": b["id"]})
+    assert [n["name"] for n in data["context"]["parent"]["forks"]["nodes"]] == ["A", "B"]
+
+    counted = await client.data(
+        "query($id: ID!) { context(id: $id) { parent { forks(first: 1) { totalCount } } } }",
+        {"id": b["id"]},
+    )
+    assert counted["context"]["parent"]["forks"]["totalCount"] == 2  # a statement of its own
+    error = await client.error(
+        "query($id: ID!) { context(id: $id) { parent { forks(first: -1) { totalCount } } } }",
+        {"id": a["id"]},
+    )
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["path"] == ["context", "parent", "forks"]
 
 
 # --- Message.forks / Message.context ---------------------------------------------------------

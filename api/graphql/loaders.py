@@ -24,8 +24,13 @@ A = TypeVar("A", bound=Hashable)
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 PageKey = tuple[uuid.UUID, history.HistoryPageRequest]
+TreeKey = tuple[uuid.UUID, tree.TreePageRequest]
 
 Batch = Callable[[AsyncConnection, Sequence[uuid.UUID], A], Awaitable[dict[uuid.UUID, V]]]
+ContextsWith = Callable[
+    [AsyncConnection, Sequence[uuid.UUID], A],
+    Awaitable[tuple[dict[uuid.UUID, Row[Any]], dict[uuid.UUID, V]]],
+]
 
 
 class Loaders:
@@ -52,15 +57,22 @@ class Loaders:
         self.history_page = DataLoader[PageKey, history.HistoryPage](
             _grouped(connector, history.history_pages), cache_map=page_cache
         )
-        # a context and a page of its history at once; both go into the caches above
-        self.context_with_page = DataLoader[PageKey, Row[Any] | None](
-            _contexts_with_pages(connector, context_cache, page_cache)
-        )
         self.history_count = DataLoader[tuple[uuid.UUID, history.HistoryFilter], int](
             _grouped(connector, history.history_counts)
         )
-        self.tree_page = DataLoader[tuple[uuid.UUID, tree.TreePageRequest], tree.TreePage](
-            _grouped(connector, tree.tree_pages)
+        tree_cache = DefaultCache[TreeKey, tree.TreePage]()
+        self.tree_page = DataLoader[TreeKey, tree.TreePage](
+            _grouped(connector, tree.tree_pages), cache_map=tree_cache
+        )
+        # A context with the page the field below it will ask for, in one statement: the
+        # context goes into the context cache, the page into the page loader's cache.
+        self.context_with_page = DataLoader[PageKey, Row[Any] | None](
+            _contexts_with(connector, contexts.contexts_with_pages, context_cache, page_cache)
+        )
+        self.context_with_siblings = DataLoader[TreeKey, Row[Any] | None](
+            _contexts_with(
+                connector, contexts.contexts_with_sibling_forks, context_cache, tree_cache
+            )
         )
         self.tree_count = DataLoader[tuple[uuid.UUID, tree.TreeQuery], int](
             _grouped(connector, tree.tree_counts)
@@ -155,27 +167,28 @@ def _contexts_with_parents(
     return load
 
 
-def _contexts_with_pages(
+def _contexts_with(
     connector: Connector,
+    fetch: ContextsWith[A, V],
     context_cache: DefaultCache[uuid.UUID, Row[Any] | None],
-    page_cache: DefaultCache[PageKey, history.HistoryPage],
-) -> Callable[[list[PageKey]], Awaitable[list[Row[Any] | None]]]:
-    """Contexts with a page of their history, grouped by page request: the contexts (and
-    their parents) go into the context loader's cache, the pages into the history
-    loader's, where `Context.messages` finds them."""
+    page_cache: DefaultCache[tuple[uuid.UUID, A], V],
+) -> Callable[[list[tuple[uuid.UUID, A]]], Awaitable[list[Row[Any] | None]]]:
+    """Contexts with a page the field below them will ask for, grouped by page request
+    (api/graphql/lookahead.py): the contexts (and their parents) go into the context
+    loader's cache, the pages into the page loader's, where that field finds them."""
 
-    async def load(keys: list[PageKey]) -> list[Row[Any] | None]:
-        groups: dict[history.HistoryPageRequest, list[uuid.UUID]] = defaultdict(list)
+    async def load(keys: list[tuple[uuid.UUID, A]]) -> list[Row[Any] | None]:
+        groups: dict[A, list[uuid.UUID]] = defaultdict(list)
         for cid, req in keys:
             if cid not in groups[req]:
                 groups[req].append(cid)
         found: dict[uuid.UUID, Row[Any]] = {}
         async with connector.read() as conn:
             for req, ids in groups.items():
-                rows, pages = await contexts.contexts_with_pages(conn, ids, req)
+                rows, pages = await fetch(conn, ids, req)
                 found.update(rows)
-                for cid, page in pages.items():
-                    _prime(page_cache, (cid, req), page)
+                for key, page in pages.items():
+                    _prime(page_cache, (key, req), page)
         for cid, _ in keys:
             _prime(context_cache, cid, found.get(cid))
         for cid, row in found.items():

@@ -12,6 +12,7 @@ from api.errors import BadUserInput
 from api.graphql.context import Info
 from api.graphql.enums import ContextOrderField, MessageRole, OrderDirection, SearchScope
 from api.graphql.inputs import ContextFilter, ContextOrder
+from api.graphql.lookahead import selected_history_page, selected_sibling_forks
 from api.graphql.types import (
     Context,
     ContextConnection,
@@ -19,7 +20,6 @@ from api.graphql.types import (
     MessageMatch,
     Node,
     page_info,
-    selected_history_page,
 )
 from api.store import contexts as store
 from api.store import pagination
@@ -118,11 +118,16 @@ class Query:
         id: Annotated[strawberry.ID, strawberry.argument(description="The context UUID.")],
     ) -> Context | None:
         key = parse_id(id)
+        loaders = info.context.loaders
+        # the context with the page its selection will ask for, in one statement
+        # (api/graphql/lookahead.py)
         page = selected_history_page(info)
-        if page is None:
-            return await info.context.loaders.context.load(key)  # type: ignore[no-any-return]
-        # a chat page: the context and its messages in one statement
-        return await info.context.loaders.context_with_page.load((key, page))  # type: ignore[no-any-return]
+        if page is not None:
+            return await loaders.context_with_page.load((key, page))  # type: ignore[no-any-return]
+        siblings = selected_sibling_forks(info)
+        if siblings is not None:
+            return await loaders.context_with_siblings.load((key, siblings))  # type: ignore[no-any-return]
+        return await loaders.context.load(key)  # type: ignore[no-any-return]
 
     @strawberry.field(description="A message by id (deleted ones too, with deletedAt set).")
     async def message(

@@ -19,7 +19,6 @@ import strawberry
 from sqlalchemy.engine import Row
 from strawberry.scalars import JSON
 from strawberry.types.base import StrawberryObjectDefinition
-from strawberry.types.nodes import SelectedField
 
 import models
 from api.errors import BadUserInput
@@ -114,54 +113,6 @@ def history_page_request(
         after_version=decode_message_cursor(after, "after"),
         before_version=decode_message_cursor(before, "before"),
     )
-
-
-_PAGE_ARGUMENTS = frozenset({"first", "after", "last", "before"})
-
-
-def selected_history_page(info: Info) -> HistoryPageRequest | None:
-    """The page of the `messages` field selected on the context this field returns,
-    so the context and its page can be read in one statement (a chat page).
-
-    Only for the plain case: one page request among the selected `messages` fields
-    (aliases with the same arguments are one), no arguments but the Relay ones, no
-    directives, fragments only on Context. Anything else, or arguments
-    `history_page_request` refuses, is None: `messages` then reads (or reports) its
-    page itself.
-    """
-    found: set[tuple[tuple[str, Any], ...]] = set()
-    stack = [s for field in info.selected_fields for s in field.selections]
-    while stack:
-        selection = stack.pop()
-        if selection.directives:
-            return None
-        if isinstance(selection, SelectedField):
-            if selection.name == "messages":
-                if not selection.arguments.keys() <= _PAGE_ARGUMENTS:
-                    return None
-                found.add(tuple(sorted(selection.arguments.items())))
-        elif selection.type_condition in (None, "Context"):
-            stack.extend(selection.selections)
-    if len(found) != 1:
-        return None
-    arguments = dict(found.pop())
-    try:
-        return history_page_request(
-            info,
-            HistoryFilter(),
-            first=_int_argument(arguments.get("first")),
-            after=arguments.get("after"),
-            last=_int_argument(arguments.get("last")),
-            before=arguments.get("before"),
-        )
-    except BadUserInput:
-        return None
-
-
-def _int_argument(value: Any) -> int | None:
-    # A literal reaches selected_fields as its source text ("50"), a variable as its
-    # value; validation has already made sure it is an Int.
-    return None if value is None else int(value)
 
 
 def tree_cursor(row: Record, descendants: bool) -> str:
@@ -267,15 +218,21 @@ def page_info(
     )
 
 
+def tree_page_request(
+    info: Info, q: TreeQuery, first: int | None, after: str | None
+) -> TreePageRequest:
+    """The page `Context.forks`/`descendants` read for these arguments (BadUserInput if
+    invalid)."""
+    window = pagination.page_window(info.context.limits, first=first, after=after)
+    return TreePageRequest(
+        query=q, size=window.size, after=decode_tree_cursor(after, q.descendants)
+    )
+
+
 async def tree_connection(
     info: Info, context_id: uuid.UUID, q: TreeQuery, first: int | None, after: str | None
 ) -> ContextConnection:
-    window = pagination.page_window(
-        info.context.limits,
-        first=first,
-        after=after,
-    )
-    req = TreePageRequest(query=q, size=window.size, after=decode_tree_cursor(after, q.descendants))
+    req = tree_page_request(info, q, first, after)
     page = await info.context.loaders.tree_page.load((context_id, req))
 
     def cursor(row: Record) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.errors import BadUserInput
-from api.store import history
+from api.store import history, tree
 from api.store.guards import context_deleted, context_not_found, live_context_state
 from api.store.history import HistoryPage, HistoryPageRequest, history_totals_at_sql
 from api.store.inputs import NewMessage
@@ -27,6 +27,7 @@ from api.store.records import (
     statement,
     typed,
 )
+from api.store.tree import TreePage, TreePageRequest
 
 CTX = context_select_list("c")
 
@@ -104,6 +105,30 @@ async def contexts_with_pages(
         if row[1] == _CONTEXT_PART
     }
     return found, history.split_pages(rows, ids, req)
+
+
+async def contexts_with_sibling_forks(
+    conn: AsyncConnection, ids: Sequence[uuid.UUID], req: TreePageRequest
+) -> tuple[dict[uuid.UUID, Row[Any]], dict[uuid.UUID, TreePage]]:
+    """`contexts_with_parents` and a page of each parent's forks (the context's
+    siblings, itself included: a chat's branch switcher) in one statement; the pages
+    are keyed by parent id, as `tree.tree_pages` of the parents would return them."""
+    params: dict[str, Any] = {"ids": list(ids), "lim": req.size + 1}
+    parents = (
+        "ARRAY(SELECT k.parent_id FROM contexts k"
+        " WHERE k.id = ANY(CAST(:ids AS uuid[])) AND k.parent_id IS NOT NULL)"
+    )
+    forks = tree.forks_page_sql(req, params, groups=parents)
+    sql = (
+        f"SELECT * FROM (SELECT NULL::uuid AS grp, NULL::int AS depth, NULL::bool AS probe, {CTX}"
+        f" FROM contexts c WHERE {_WITH_PARENTS} UNION ALL SELECT * FROM ({forks}) f) u"
+        # contexts first (no group), then each page in order
+        " ORDER BY grp NULLS FIRST, probe, created_at, id"
+    )
+    rows = (await conn.execute(tree.page_statement(sql), params)).all()
+    found = {row.id: row for row in rows if row.grp is None}
+    parent_ids = {found[i].parent_id for i in ids if i in found and found[i].parent_id}
+    return found, tree.split_tree_pages(rows, list(parent_ids), req.size)
 
 
 async def create_context(

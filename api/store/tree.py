@@ -7,13 +7,14 @@ rows carry `grp`, the context they were asked for.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.selectable import TextualSelect
 
 from api.store.records import CONTEXT_NAMES, context_select_list, statement, typed
 
@@ -113,16 +114,19 @@ def _cursor_params(after: tuple[Any, ...], params: dict[str, Any]) -> str:
     return "(" + ", ".join(f":{n}" for n in names) + ")"
 
 
-def _forks_page_sql(q: TreePageRequest, params: dict[str, Any]) -> str:
+def forks_page_sql(
+    q: TreePageRequest, params: dict[str, Any], groups: str = "CAST(:ids AS uuid[])"
+) -> str:
     """Direct forks: per context a keyset range scan on (parent_id, created_at, id),
-    LIMIT page + 1, plus (after a cursor) one row telling whether any precede it."""
+    LIMIT page + 1, plus (after a cursor) one row telling whether any precede it.
+    `groups` is the uuid[] of the contexts whose forks are listed."""
     live = "" if q.query.include_deleted else " AND c.deleted_at IS NULL"
     cursor = None if q.after is None else _cursor_params(q.after, params)
 
     def branch(probe: bool, bound: str, tail: str) -> str:
         return (
             f"SELECT g.grp, 1 AS depth, {str(probe).lower()} AS probe, f.*"
-            " FROM unnest(CAST(:ids AS uuid[])) AS g(grp) CROSS JOIN LATERAL ("
+            f" FROM unnest({groups}) AS g(grp) CROSS JOIN LATERAL ("
             f"SELECT {_CTX} FROM contexts c WHERE c.parent_id = g.grp{live}{bound} {tail}) f"
         )
 
@@ -163,16 +167,30 @@ async def tree_pages(
     """A page of forks or descendants of each context (oldest first / by depth)."""
     q, size = req.query, req.size
     params: dict[str, Any] = {"ids": list(ids), "lim": size + 1, "max_depth": q.max_depth}
-    sql = _descendants_page_sql(req, params) if q.descendants else _forks_page_sql(req, params)
-    stmt = typed(
+    sql = _descendants_page_sql(req, params) if q.descendants else forks_page_sql(req, params)
+    return split_tree_pages(await conn.execute(page_statement(sql), params), ids, size)
+
+
+def page_statement(sql: str) -> TextualSelect:
+    """A page statement's rows typed: (grp, depth, probe, context columns...)."""
+    return typed(
         sql,
         sa.column("grp", sa.Uuid),
         sa.column("depth", sa.Integer),
         sa.column("probe", sa.Boolean),
         contexts=True,
     )
+
+
+def split_tree_pages(
+    rows: Iterable[Any], ids: Sequence[uuid.UUID], size: int
+) -> dict[uuid.UUID, TreePage]:
+    """The pages of a page statement's rows (grp, depth, probe, context...), in order;
+    rows of no group (grp NULL) are skipped."""
     pages = {i: TreePage(rows=[], has_next=False, has_previous=False) for i in ids}
-    for row in await conn.execute(stmt, params):
+    for row in rows:
+        if row.grp is None:
+            continue
         page = pages[row.grp]
         if row.probe:
             page.has_previous = True
