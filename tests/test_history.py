@@ -536,6 +536,30 @@ async def test_one_statement_per_history_page_at_any_depth(
     assert data["context"]["messages"]["totalCount"] == 63
 
 
+async def test_newest_pages_across_segments_with_deletions(client: GraphQLClient) -> None:
+    """`last: n` over a chain whose segments have deletions visible and invisible
+    below them: for every n it is the tail of the whole history read forward (an
+    oracle for any reading of the newest page that skips segments)."""
+    delete = "mutation($id: ID!) { deleteMessage(id: $id) { id } }"
+    root = await create_context(client, messages=conversation(6))
+    root_ids = [e["node"]["id"] for e in (await page(client, root["id"], first=10)).raw["edges"]]
+    await client.data(delete, {"id": root_ids[2]})  # before the fork: invisible below
+    a = await fork(client, root["id"], 5)
+    await append(client, a["id"], [user(f"a{i}") for i in range(4)])
+    a_ids = [e["node"]["id"] for e in (await page(client, a["id"], first=20)).raw["edges"]]
+    await client.data(delete, {"id": a_ids[-2]})  # a's own: invisible in a and below
+    b = await fork(client, a["id"])
+    await client.data(delete, {"id": root_ids[0]})  # after both forks: still visible
+    await client.data(delete, {"id": a_ids[-1]})  # after b's fork: visible in b only
+    await append(client, b["id"], [user("b0"), user("b1")])
+    for leaf in (root["id"], a["id"], b["id"]):
+        whole = (await page(client, leaf, first=50)).versions
+        for n in range(len(whole) + 2):
+            got = (await page(client, leaf, last=n)).versions
+            assert got == whole[max(len(whole) - n, 0) :] if n else got == [], (leaf, n, got)
+    assert (await page(client, b["id"], first=50)).versions == [1, 2, 4, 5, 6, 7, 9, 10, 11]
+
+
 # --- a context and its page in one statement ----------------------------------------------------
 
 
