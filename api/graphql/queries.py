@@ -19,7 +19,6 @@ from api.graphql.types import (
     Message,
     MessageMatch,
     Node,
-    page_info,
 )
 from api.store import contexts as store
 from api.store import pagination
@@ -190,7 +189,8 @@ class Query:
         cursor = _list_cursor(field)
         return ContextConnection(
             nodes=rows,  # type: ignore[arg-type]
-            page_info=page_info(rows, has_next, has_previous, cursor),
+            _has_next=has_next,
+            _has_previous=has_previous,
             _cursor=cursor,
             _count=count,
         )

@@ -166,8 +166,14 @@ class MessageConnection:
     nodes: list[MessageRef] = strawberry.field(
         description="The messages of the page, ascending by version."
     )
-    page_info: PageInfo = strawberry.field(description="Position of the page.")
+    _has_next: strawberry.Private[bool]
+    _has_previous: strawberry.Private[bool]
     _count: strawberry.Private[Counter]
+
+    @strawberry.field(description="Position of the page.")
+    def page_info(self) -> PageInfo:
+        # computed when asked for: its cursors cost an encoding each
+        return page_info(self.nodes, self._has_next, self._has_previous, message_cursor)  # type: ignore[arg-type]
 
     @strawberry.field(description="The messages of the page with their cursors.")
     def edges(self) -> list[MessageEdge]:
@@ -187,9 +193,15 @@ class ContextEdge:
 @strawberry.type(description="A page of contexts (Relay connection).")
 class ContextConnection:
     nodes: list[ContextRef] = strawberry.field(description="The contexts of the page.")
-    page_info: PageInfo = strawberry.field(description="Position of the page.")
+    _has_next: strawberry.Private[bool]
+    _has_previous: strawberry.Private[bool]
     _cursor: strawberry.Private[Callable[[Record], str]]
     _count: strawberry.Private[Counter]
+
+    @strawberry.field(description="Position of the page.")
+    def page_info(self) -> PageInfo:
+        # computed when asked for: its cursors cost an encoding each
+        return page_info(self.nodes, self._has_next, self._has_previous, self._cursor)  # type: ignore[arg-type]
 
     @strawberry.field(description="The contexts of the page with their cursors.")
     def edges(self) -> list[ContextEdge]:
@@ -240,7 +252,8 @@ async def tree_connection(
 
     return ContextConnection(
         nodes=page.rows,
-        page_info=page_info(page.rows, page.has_next, page.has_previous, cursor),
+        _has_next=page.has_next,
+        _has_previous=page.has_previous,
         _cursor=cursor,
         _count=lambda: info.context.loaders.tree_count.load((context_id, q)),
     )
@@ -407,7 +420,8 @@ class Context(Node):
         )
         return MessageConnection(
             nodes=page.rows,
-            page_info=page_info(page.rows, page.has_next, page.has_previous, message_cursor),
+            _has_next=page.has_next,
+            _has_previous=page.has_previous,
             _count=count,
         )
 
