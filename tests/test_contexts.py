@@ -765,6 +765,27 @@ async def test_tied_timestamps_page_by_id(client: GraphQLClient) -> None:
             assert page["pageInfo"]["hasPreviousPage"] is False
 
 
+async def test_cursors_in_the_earlier_encoding_still_page(client: GraphQLClient) -> None:
+    """Cursors were written by json.dumps (non-ASCII escaped) before orjson (UTF-8):
+    one a client kept from then pages exactly as today's does."""
+    tag = new_tag()
+    for name in ("été", "ça", "zoë", "Ölfeld", "ärger"):
+        await create_context(client, name=name, metadata=tag)
+    order = ("NAME", "ASC")
+    only = {"metadataContains": tag}
+    first = await list_page(client, only, order, first=2)
+    cursor = first["pageInfo"]["endCursor"]
+    values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    assert not values[2].isascii()  # the name is part of the cursor
+    earlier = json.dumps(values, separators=(",", ":"))  # ensure_ascii: \u escapes
+    assert earlier.isascii()
+    old = base64.urlsafe_b64encode(earlier.encode()).decode().rstrip("=")
+    assert old != cursor
+    assert await list_page(client, only, order, first=2, after=old) == await list_page(
+        client, only, order, first=2, after=cursor
+    )
+
+
 async def test_page_between_two_cursors(client: GraphQLClient) -> None:
     tag = new_tag()
     nodes = await make_ordered_set(client, tag)

@@ -13,13 +13,19 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from api.errors import BadUserInput
 from api.store.inputs import Limits
 
 
 def encode_cursor(kind: str, *values: Any) -> str:
-    raw = json.dumps([kind, *values], separators=(",", ":"), default=str)
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    # orjson: ~1 us where json.dumps took ~10 (a page of 50 edges has 50 cursors). Its
+    # text is UTF-8 where json.dumps escaped non-ASCII; decode_cursor reads both, so
+    # cursors handed out before stay valid. The values are the store's columns
+    # (bigint versions, timestamps, ids, names): none beyond orjson's 64-bit integers.
+    raw = orjson.dumps([kind, *values], default=str)
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, kind: str, argument: str) -> list[Any]:
