@@ -7,13 +7,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from graphql import GraphQLEnumType, GraphQLScalarType
+from graphql import GraphQLEnumType, GraphQLScalarType, coerce_input_value
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types.arguments import convert_argument
+from strawberry.types.base import StrawberryList, get_object_definition
 
 from api.graphql.context import RequestContext
 from api.graphql.enums import MessageRole
 from api.graphql.execution import PlainFieldExecutionContext, serializer
+from api.graphql.inputs import MessageInput
 from api.graphql.schema import build_schema
 from api.store.inputs import Limits
 from tests.conftest import GraphQLClient, RollbackConnector
@@ -141,6 +144,42 @@ def test_leaf_serializers_agree_with_the_types_own() -> None:
         for value in [*samples, *(m.value for m in MessageRole)]:
             expected = _outcome(leaf.coerce_output_value, value)
             assert _outcome(fast, value) == expected, (name, value)
+
+
+def test_message_inputs_build_as_strawberry_builds_them(monkeypatch: Any) -> None:
+    """MessageInput's own from_input gives what Strawberry's generic conversion gives,
+    for every field set, none set, explicit nulls and a batch (the float list copied)."""
+    schema = build_schema()
+    arg = schema._schema.mutation_type.fields["appendMessages"].args["messages"]  # type: ignore[union-attr]
+    embedding = [0.5] * 1536
+    raw = [
+        {
+            "id": str(uuid.uuid4()),
+            "role": "TOOL",
+            "content": "é",
+            "toolCallId": "c1",
+            "toolName": "t",
+            "tokenCount": 3,
+            "model": "m",
+            "embedding": embedding,
+        },
+        {"role": "USER", "content": ""},
+        {"role": "ASSISTANT", "content": "x", "id": None, "embedding": None, "model": None},
+    ]
+    coerced = coerce_input_value(raw, arg.type)
+    target = StrawberryList(MessageInput)
+
+    def convert() -> Any:
+        registry = schema.schema_converter.scalar_registry
+        return convert_argument(coerced, target, registry, schema.config)
+
+    ours = convert()
+    monkeypatch.setattr(get_object_definition(MessageInput, strict=True), "from_input", None)
+    theirs = convert()
+    assert ours == theirs
+    assert [type(m) for m in ours] == [MessageInput] * 3
+    assert ours[0].embedding == embedding
+    assert ours[0].embedding is not coerced[0]["embedding"]
 
 
 def _outcome(serialize: Any, value: Any) -> Any:
