@@ -14,9 +14,9 @@ from strawberry.types.arguments import convert_argument
 from strawberry.types.base import StrawberryList, get_object_definition
 
 from api.graphql.context import RequestContext
-from api.graphql.enums import MessageRole
+from api.graphql.enums import ContextOrderField, MessageRole, OrderDirection
 from api.graphql.execution import PlainFieldExecutionContext, serializer
-from api.graphql.inputs import MessageInput
+from api.graphql.inputs import ContextFilter, ContextOrder, MessageInput
 from api.graphql.schema import build_schema
 from api.store.inputs import Limits
 from tests.conftest import GraphQLClient, RollbackConnector
@@ -146,13 +146,16 @@ def test_leaf_serializers_agree_with_the_types_own() -> None:
             assert _outcome(fast, value) == expected, (name, value)
 
 
-def test_message_inputs_build_as_strawberry_builds_them(monkeypatch: Any) -> None:
-    """MessageInput's own from_input gives what Strawberry's generic conversion gives,
-    for every field set, none set, explicit nulls and a batch (the float list copied)."""
+def test_input_objects_build_as_strawberry_builds_them(monkeypatch: Any) -> None:
+    """The input types' own from_input gives what Strawberry's generic conversion gives:
+    every field set, none set, explicit nulls, the default orderBy; lists copied."""
     schema = build_schema()
-    arg = schema._schema.mutation_type.fields["appendMessages"].args["messages"]  # type: ignore[union-attr]
+    mutation: Any = schema._schema.mutation_type
+    query: Any = schema._schema.query_type
+    messages = mutation.fields["appendMessages"].args["messages"]
+    contexts = query.fields["contexts"].args
     embedding = [0.5] * 1536
-    raw = [
+    sent = [
         {
             "id": str(uuid.uuid4()),
             "role": "TOOL",
@@ -164,22 +167,39 @@ def test_message_inputs_build_as_strawberry_builds_them(monkeypatch: Any) -> Non
             "embedding": embedding,
         },
         {"role": "USER", "content": ""},
-        {"role": "ASSISTANT", "content": "x", "id": None, "embedding": None, "model": None},
+        {"role": "ASSISTANT", "content": "x", "id": None, "embedding": None},
     ]
-    coerced = coerce_input_value(raw, arg.type)
-    target = StrawberryList(MessageInput)
+    full_filter = {
+        "nameContains": "a",
+        "rootsOnly": True,
+        "parentId": str(uuid.uuid4()),
+        "metadataContains": {"k": [1, {"x": None}]},
+        "includeDeleted": True,
+    }
+    # (coerced value, as graphql-core hands it to Strawberry; the Strawberry type)
+    cases: list[tuple[Any, Any]] = [
+        (coerce_input_value(sent, messages.type), StrawberryList(MessageInput)),
+        (coerce_input_value(full_filter, contexts["filter"].type), ContextFilter),
+        (coerce_input_value({}, contexts["filter"].type), ContextFilter),
+        (coerce_input_value({"field": "NAME", "direction": "ASC"}, contexts["orderBy"].type),
+         ContextOrder),
+        (contexts["orderBy"].default_value, ContextOrder),
+    ]  # fmt: skip
+    registry = schema.schema_converter.scalar_registry
 
-    def convert() -> Any:
-        registry = schema.schema_converter.scalar_registry
-        return convert_argument(coerced, target, registry, schema.config)
+    def convert() -> list[Any]:
+        return [convert_argument(v, t, registry, schema.config) for v, t in cases]
 
     ours = convert()
-    monkeypatch.setattr(get_object_definition(MessageInput, strict=True), "from_input", None)
-    theirs = convert()
-    assert ours == theirs
-    assert [type(m) for m in ours] == [MessageInput] * 3
-    assert ours[0].embedding == embedding
-    assert ours[0].embedding is not coerced[0]["embedding"]
+    for cls in (MessageInput, ContextFilter, ContextOrder):
+        monkeypatch.setattr(get_object_definition(cls, strict=True), "from_input", None)
+    assert ours == convert()
+    assert [type(m) for m in ours[0]] == [MessageInput] * 3
+    assert ours[0][0].embedding == embedding
+    assert ours[0][0].embedding is not cases[0][0][0]["embedding"]
+    assert ours[4] == ContextOrder(
+        field=ContextOrderField.UPDATED_AT, direction=OrderDirection.DESC
+    )
 
 
 def _outcome(serialize: Any, value: Any) -> Any:

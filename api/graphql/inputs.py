@@ -9,7 +9,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.arguments import InputContext
-from strawberry.types.base import get_object_definition
+from strawberry.types.base import StrawberryList, StrawberryOptional, get_object_definition
 
 from api.graphql.enums import ContextOrderField, MessageRole, OrderDirection
 from api.store.inputs import Limits, NewMessage, check_new_messages, parse_id
@@ -70,40 +70,48 @@ class MessageInput:
     )
 
 
-def _message_input(cls: type, value: Mapping[str, Any], context: InputContext) -> Any:
-    """MessageInput from its input value, for Strawberry (`from_input`).
+def _leaf_input(cls: type, value: Mapping[str, Any], context: InputContext) -> Any:
+    """An input object whose fields are all leaves (or lists of leaves), for Strawberry
+    (`from_input`).
 
-    Every field is a leaf or a list of leaves that graphql-core has already coerced
-    (roles to MessageRole, omitted optional fields to their published null), so only
-    the names change: Strawberry's generic conversion resolves each field's
-    annotation again for every message, ~95 us a message (an append of 10: ~1 ms).
-    The same value as that conversion (tests/test_execution.py), the float list
-    copied as it copies it.
+    graphql-core has already coerced every field (enums to their Python members,
+    omitted optional fields to their published default), so only the names change:
+    Strawberry's generic conversion resolves each field's annotation again for every
+    object, ~95 us a MessageInput (an append of 10: ~1 ms). The result equals that
+    conversion's (tests/test_execution.py); lists are copied as it copies them.
     """
-    names = _input_names(cls, context.config)
-    kwargs = {python: value[graphql] for graphql, python in names if graphql in value}
-    if kwargs.get("embedding") is not None:
-        kwargs["embedding"] = list(kwargs["embedding"])
+    kwargs = {}
+    for graphql, python, is_list in _input_fields(cls, context.config):
+        if graphql in value:
+            item = value[graphql]
+            kwargs[python] = list(item) if is_list and item is not None else item
     return cls(**kwargs)
 
 
-_NAMES: dict[tuple[type, type, bool], list[tuple[str, str]]] = {}
+_FIELDS: dict[tuple[type, type, bool], list[tuple[str, str, bool]]] = {}
 
 
-def _input_names(cls: type, config: StrawberryConfig) -> list[tuple[str, str]]:
-    """(GraphQL name, Python name) of the input type's fields under `config`."""
+def _input_fields(cls: type, config: StrawberryConfig) -> list[tuple[str, str, bool]]:
+    """(GraphQL name, Python name, is a list) of the input type's fields under `config`."""
     converter = config.name_converter
     key = (cls, type(converter), converter.auto_camel_case)
-    names = _NAMES.get(key)
-    if names is None:
+    fields = _FIELDS.get(key)
+    if fields is None:
         definition = get_object_definition(cls, strict=True)
-        names = _NAMES[key] = [
-            (config.name_converter.from_field(f), f.python_name) for f in definition.fields
+        fields = _FIELDS[key] = [
+            (converter.from_field(f), f.python_name, _is_list(f.type)) for f in definition.fields
         ]
-    return names
+    return fields
 
 
-get_object_definition(MessageInput, strict=True).from_input = _message_input
+def _is_list(type_: Any) -> bool:
+    if isinstance(type_, StrawberryOptional):
+        type_ = type_.of_type
+    return isinstance(type_, StrawberryList)
+
+
+for _input in (ContextOrder, ContextFilter, MessageInput):
+    get_object_definition(_input, strict=True).from_input = _leaf_input
 
 
 def to_new_messages(
