@@ -55,10 +55,10 @@ def selected_sibling_forks(info: Info) -> TreePageRequest | None:
     parents = _fields(_own_selections(info), "parent")
     if not parents or any(p.arguments for p in parents):
         return None
-    forks: list[SelectedField] | None = []
+    forks: list[SelectedField] = []
     for parent in parents:
         found = _fields(parent.selections, "forks")
-        if found is None or forks is None:
+        if found is None:
             return None
         forks += found
     arguments = _one_request(forks, _FORKS_ARGUMENTS)
