@@ -115,18 +115,23 @@ def _grouped(
     connector: Connector, fetch: Batch[A, V]
 ) -> Callable[[list[tuple[uuid.UUID, A]]], Awaitable[list[V]]]:
     async def load(keys: list[tuple[uuid.UUID, A]]) -> list[V]:
-        groups: dict[A, list[uuid.UUID]] = defaultdict(list)
-        for cid, args in keys:
-            if cid not in groups[args]:
-                groups[args].append(cid)
         results: dict[tuple[uuid.UUID, A], V] = {}
         async with connector.read() as conn:
-            for args, ids in groups.items():
+            for args, ids in _by_arguments(keys).items():
                 found = await fetch(conn, ids, args)
                 results.update({(cid, args): found[cid] for cid in ids})
         return [results[k] for k in keys]
 
     return load
+
+
+def _by_arguments(keys: list[tuple[uuid.UUID, A]]) -> dict[A, list[uuid.UUID]]:
+    """The distinct context ids of a batch, grouped by the arguments they come with."""
+    groups: dict[A, list[uuid.UUID]] = defaultdict(list)
+    for cid, args in keys:
+        if cid not in groups[args]:
+            groups[args].append(cid)
+    return groups
 
 
 def _forks_at(
@@ -178,21 +183,16 @@ def _contexts_with(
     loader's cache, the pages into the page loader's, where that field finds them."""
 
     async def load(keys: list[tuple[uuid.UUID, A]]) -> list[Row[Any] | None]:
-        groups: dict[A, list[uuid.UUID]] = defaultdict(list)
-        for cid, req in keys:
-            if cid not in groups[req]:
-                groups[req].append(cid)
         found: dict[uuid.UUID, Row[Any]] = {}
         async with connector.read() as conn:
-            for req, ids in groups.items():
+            for req, ids in _by_arguments(keys).items():
                 rows, pages = await fetch(conn, ids, req)
                 found.update(rows)
                 for key, page in pages.items():
                     _prime(page_cache, (key, req), page)
-        for cid, _ in keys:
+        # the contexts asked for (None: missing) and the parents that came with them
+        for cid in {*found, *(cid for cid, _ in keys)}:
             _prime(context_cache, cid, found.get(cid))
-        for cid, row in found.items():
-            _prime(context_cache, cid, row)
         return [found.get(cid) for cid, _ in keys]
 
     return load

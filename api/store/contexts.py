@@ -43,13 +43,14 @@ async def contexts_by_ids(
     return {row.id: row for row in result}
 
 
-# The contexts asked for (:ids) and their parents; the parents' ids come from an
-# InitPlan, so this is still one index scan of the primary key.
-_WITH_PARENTS = (
-    "c.id = ANY(CAST(:ids AS uuid[]) || ARRAY("
-    "SELECT k.parent_id FROM contexts k"
-    " WHERE k.id = ANY(CAST(:ids AS uuid[])) AND k.parent_id IS NOT NULL))"
+# The parents of the contexts asked for (:ids), and those contexts with their
+# parents; the parents' ids come from an InitPlan, so this is still one index scan of
+# the primary key.
+_PARENT_IDS = (
+    "ARRAY(SELECT k.parent_id FROM contexts k"
+    " WHERE k.id = ANY(CAST(:ids AS uuid[])) AND k.parent_id IS NOT NULL)"
 )
+_WITH_PARENTS = f"c.id = ANY(CAST(:ids AS uuid[]) || {_PARENT_IDS})"
 
 
 async def contexts_with_parents(
@@ -68,6 +69,17 @@ async def contexts_with_parents(
 
 _CONTEXT_PART = 3  # not a part of history.pages_sql
 _CONTEXT_WIDTH = len(CONTEXT_COLUMNS)
+# The shared column list of contexts_with_pages: (leaf, part, c_<context>..., <message>...)
+_CONTEXT_ROWS = (
+    f"SELECT c.id AS leaf, {_CONTEXT_PART} AS part, {context_select_list('c', 'c_')}, "
+    + ", ".join(f"NULL AS {name}" for name in MESSAGE_NAMES)
+    + f" FROM contexts c WHERE {_WITH_PARENTS}"
+)
+_PAGE_ROWS = (
+    "SELECT p.leaf, p.part, "
+    + ", ".join(["NULL"] * _CONTEXT_WIDTH + [f"p.{name}" for name in MESSAGE_NAMES])
+    + " FROM "
+)
 
 
 async def contexts_with_pages(
@@ -82,13 +94,9 @@ async def contexts_with_pages(
     """
     params: dict[str, Any] = {"ids": list(ids)}
     pages = history.pages_sql(req, params)
-    no_message = ", ".join(f"NULL AS {name}" for name in MESSAGE_NAMES)
     sql = (
         f"WITH RECURSIVE {history.chain_cte(req.filter.include_inherited)} "
-        f"SELECT c.id AS leaf, {_CONTEXT_PART} AS part, {context_select_list('c', 'c_')},"
-        f" {no_message} FROM contexts c WHERE {_WITH_PARENTS}"
-        f" UNION ALL SELECT p.leaf, p.part, {', '.join(['NULL'] * _CONTEXT_WIDTH)},"
-        f" {', '.join('p.' + name for name in MESSAGE_NAMES)} FROM ({pages}) p"
+        f"{_CONTEXT_ROWS} UNION ALL {_PAGE_ROWS}({pages}) p"
     )
     stmt = typed(
         sql,
@@ -114,11 +122,7 @@ async def contexts_with_sibling_forks(
     siblings, itself included: a chat's branch switcher) in one statement; the pages
     are keyed by parent id, as `tree.tree_pages` of the parents would return them."""
     params: dict[str, Any] = {"ids": list(ids), "lim": req.size + 1}
-    parents = (
-        "ARRAY(SELECT k.parent_id FROM contexts k"
-        " WHERE k.id = ANY(CAST(:ids AS uuid[])) AND k.parent_id IS NOT NULL)"
-    )
-    forks = tree.forks_page_sql(req, params, groups=parents)
+    forks = tree.forks_page_sql(req, params, groups=_PARENT_IDS)
     sql = (
         f"SELECT * FROM (SELECT NULL::uuid AS grp, NULL::int AS depth, NULL::bool AS probe, {CTX}"
         f" FROM contexts c WHERE {_WITH_PARENTS} UNION ALL SELECT * FROM ({forks}) f) u"
