@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, StatementLog
 
 CONTEXT_FIELDS = "id name metadata messageCount totalTokens latestVersion forkVersion deletedAt"
 
@@ -77,3 +78,23 @@ async def get_context(client: GraphQLClient, context_id: str) -> dict[str, Any]:
     )
     result: dict[str, Any] = data["context"]
     return result
+
+
+async def read_ahead_and_apart(
+    client: GraphQLClient,
+    statements: StatementLog,
+    build: Callable[..., str],
+    args: str,
+    context_id: str,
+    cursor: str,
+) -> tuple[dict[str, Any], int, dict[str, Any], int]:
+    """(answer, statements) of `build(args)`, which Query.context reads ahead, then of
+    `build(args, separate=True)`, whose directive makes the page field read itself.
+    `$c` in `args` is the cursor."""
+    variables = {"id": context_id, **({"c": cursor} if "$c" in args else {})}
+    statements.clear()
+    separate = await client.data(build(args, separate=True), variables)
+    n_separate = len(statements)
+    statements.clear()
+    together = await client.data(build(args), variables)
+    return together, len(statements), separate, n_separate

@@ -21,7 +21,15 @@ from tests.conftest import (
     graphql_client,
     test_settings,
 )
-from tests.helpers import append, assistant, create_context, fork, get_context, user
+from tests.helpers import (
+    append,
+    assistant,
+    create_context,
+    fork,
+    get_context,
+    read_ahead_and_apart,
+    user,
+)
 
 PAGE = (
     "query($id: ID!, $first: Int, $after: String, $last: Int, $before: String,"
@@ -595,14 +603,11 @@ async def test_context_with_its_page_reads_what_separate_reads_give(
     pages = ["", "last: 3", "first: 2", "first: 0", "first: 2, after: $c", "last: 2, before: $c"]
     for cid in (root["id"], child["id"], str(uuid.uuid4())):
         for args in pages:
-            variables = {"id": cid, **({"c": cursor} if "$c" in args else {})}
-            statements.clear()
-            separate = await client.data(context_with_page(args, separate=True), variables)
-            n_separate = len(statements)
-            statements.clear()
-            together = await client.data(context_with_page(args), variables)
+            together, n_together, separate, n_separate = await read_ahead_and_apart(
+                client, statements, context_with_page, args, cid, cursor
+            )
             assert together == separate, (cid, args)
-            assert len(statements) == 1, (cid, args)  # parent and owners come along
+            assert n_together == 1, (cid, args)  # parent and owners come along
             assert n_separate == (1 if together["context"] is None else 2), (cid, args)
     last = await client.data(context_with_page("last: 4"), {"id": child["id"]})
     assert [n["content"] for n in last["context"]["messages"]["nodes"]] == ["r4", "c0", "c2", "c3"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import GraphQLClient, StatementLog
-from tests.helpers import append, create_context, fork, user
+from tests.helpers import append, create_context, fork, read_ahead_and_apart, user
 
 TREE = "id parent { id } root { id } ancestors { id } depth forkVersion"
 
@@ -436,14 +436,11 @@ async def test_context_with_its_siblings_reads_what_separate_reads_give(
     pages = ["", "first: 1", "first: 1, after: $c", "includeDeleted: true", "first: 0"]
     for cid in (a["id"], b["id"], a1["id"], root["id"], str(uuid.uuid4())):
         for args in pages:
-            variables = {"id": cid, **({"c": cursor} if "$c" in args else {})}
-            statements.clear()
-            separate = await client.data(with_siblings(args, separate=True), variables)
-            n_separate = len(statements)
-            statements.clear()
-            together = await client.data(with_siblings(args), variables)
+            together, n_together, separate, n_separate = await read_ahead_and_apart(
+                client, statements, with_siblings, args, cid, cursor
+            )
             assert together == separate, (cid, args)
-            assert len(statements) == 1, (cid, args)
+            assert n_together == 1, (cid, args)
             has_parent = together["context"] is not None and together["context"]["parent"]
             assert n_separate == (2 if has_parent else 1), (cid, args)
     data = await client.data(with_siblings("includeDeleted: true"), {"id": b["id"]})
