@@ -39,7 +39,7 @@ def selected_history_page(info: Info) -> HistoryPageRequest | None:
         return None
     try:
         return history_page_request(
-            info,
+            info.context.limits,
             HistoryFilter(),
             first=_int(arguments.get("first")),
             after=arguments.get("after"),
@@ -66,7 +66,9 @@ def selected_sibling_forks(info: Info) -> TreePageRequest | None:
         return None
     q = TreeQuery(descendants=False, include_deleted=bool(arguments.get("includeDeleted")))
     try:
-        return tree_page_request(info, q, _int(arguments.get("first")), arguments.get("after"))
+        return tree_page_request(
+            info.context.limits, q, _int(arguments.get("first")), arguments.get("after")
+        )
     except BadUserInput:
         return None
 

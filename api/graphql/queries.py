@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import strawberry
 
 from api.errors import BadUserInput
-from api.graphql.context import Info
+from api.graphql.context import Info, RequestContext
 from api.graphql.enums import ContextOrderField, MessageRole, OrderDirection, SearchScope
 from api.graphql.inputs import ContextFilter, ContextOrder
 from api.graphql.lookahead import selected_history_page, selected_sibling_forks
@@ -22,7 +22,7 @@ from api.graphql.types import (
 )
 from api.store import contexts as store
 from api.store import pagination
-from api.store.inputs import check_metadata, check_text, parse_id
+from api.store.inputs import Limits, check_metadata, check_text, parse_id
 
 CONTEXT_LIST_CURSOR = "c"
 
@@ -77,23 +77,60 @@ def _decode_list_cursor(
     return timestamp, position
 
 
-def _list_filter(f: ContextFilter | None, info: Info) -> store.ContextListFilter:
+def _list_filter(f: ContextFilter | None, limits: Limits) -> store.ContextListFilter:
     if f is None:
         return store.ContextListFilter()
     return store.ContextListFilter(
-        name_contains=check_text(
-            f.name_contains, "filter.nameContains", info.context.limits.max_name_length
-        ),
+        name_contains=check_text(f.name_contains, "filter.nameContains", limits.max_name_length),
         roots_only=bool(f.roots_only),
         parent_id=None if f.parent_id is None else parse_id(f.parent_id, "filter.parentId"),
         metadata_contains=None
         if f.metadata_contains is None
-        else check_metadata(f.metadata_contains, info.context.limits, "filter.metadataContains"),
+        else check_metadata(f.metadata_contains, limits, "filter.metadataContains"),
         include_deleted=bool(f.include_deleted),
     )
 
 
 DEFAULT_ORDER = ContextOrder(field=ContextOrderField.UPDATED_AT, direction=OrderDirection.DESC)
+
+
+async def context_list(
+    ctx: RequestContext,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    filter: ContextFilter | None,
+    order_by: ContextOrder | None,
+) -> ContextConnection:
+    """A page of `Query.contexts` (BadUserInput for arguments it refuses)."""
+    window = pagination.page_window(ctx.limits, first=first, after=after, last=last, before=before)
+    list_filter = _list_filter(filter, ctx.limits)
+    order_by = order_by or DEFAULT_ORDER
+    field: store.OrderField = order_by.field.value
+    async with ctx.db.read() as conn:
+        rows, has_next, has_previous = await store.list_contexts(
+            conn,
+            list_filter,
+            field,
+            order_by.direction == OrderDirection.DESC,
+            window.size,
+            _decode_list_cursor(after, field, "after"),
+            _decode_list_cursor(before, field, "before"),
+            window.backward,
+        )
+
+    async def count() -> int:
+        async with ctx.db.read() as conn:
+            return await store.count_contexts(conn, list_filter)
+
+    return ContextConnection(
+        nodes=rows,  # type: ignore[arg-type]
+        _has_next=has_next,
+        _has_previous=has_previous,
+        _cursor=_list_cursor(field),
+        _count=count,
+    )
 
 
 @strawberry.type(description="Read contexts, messages and search.")
@@ -160,40 +197,7 @@ class Query:
             strawberry.argument(description="Order (a unique tie-break on id is always added)."),
         ] = DEFAULT_ORDER,
     ) -> ContextConnection:
-        window = pagination.page_window(
-            info.context.limits,
-            first=first,
-            after=after,
-            last=last,
-            before=before,
-        )
-        list_filter = _list_filter(filter, info)
-        order_by = order_by or DEFAULT_ORDER
-        field: store.OrderField = order_by.field.value
-        async with info.context.db.read() as conn:
-            rows, has_next, has_previous = await store.list_contexts(
-                conn,
-                list_filter,
-                field,
-                order_by.direction == OrderDirection.DESC,
-                window.size,
-                _decode_list_cursor(after, field, "after"),
-                _decode_list_cursor(before, field, "before"),
-                window.backward,
-            )
-
-        async def count() -> int:
-            async with info.context.db.read() as conn:
-                return await store.count_contexts(conn, list_filter)
-
-        cursor = _list_cursor(field)
-        return ContextConnection(
-            nodes=rows,  # type: ignore[arg-type]
-            _has_next=has_next,
-            _has_previous=has_previous,
-            _cursor=cursor,
-            _count=count,
-        )
+        return await context_list(info.context, first, after, last, before, filter, order_by)
 
     @strawberry.field(
         description="Nearest messages by cosine distance, nearest first. Give exactly one of "

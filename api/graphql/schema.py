@@ -16,6 +16,7 @@ from strawberry.types import ExecutionContext
 from api.graphql.errors import ErrorCodes
 from api.graphql.execution import execution_context_class
 from api.graphql.mutations import Mutation
+from api.graphql.plans import PlannedReads, Plans
 from api.graphql.queries import Query
 from api.graphql.subscriptions import Subscription
 from api.security.http import OperationRecorder
@@ -80,6 +81,8 @@ def build_schema(settings: Settings | None = None, **extra: Any) -> strawberry.S
             *inner,
             lambda: _ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
+            # last: the limits and every other hook see a planned read like any other
+            partial(PlannedReads, Plans()),
         ],
         config=StrawberryConfig(**_batching(settings)),
         **extra,

@@ -26,6 +26,7 @@ from api.graphql.context import Info
 from api.graphql.enums import MessageRole, SearchScope
 from api.store import pagination
 from api.store.history import HistoryFilter, HistoryPageRequest
+from api.store.inputs import Limits
 from api.store.tree import TreePageRequest, TreeQuery
 
 Record = Row[Any]
@@ -90,7 +91,7 @@ _MAX_BIGINT = 2**63 - 1
 
 
 def history_page_request(
-    info: Info,
+    limits: Limits,
     f: HistoryFilter,
     *,
     first: int | None,
@@ -99,13 +100,7 @@ def history_page_request(
     before: str | None,
 ) -> HistoryPageRequest:
     """The page `Context.messages` reads for these arguments (BadUserInput if invalid)."""
-    window = pagination.page_window(
-        info.context.limits,
-        first=first,
-        after=after,
-        last=last,
-        before=before,
-    )
+    window = pagination.page_window(limits, first=first, after=after, last=last, before=before)
     return HistoryPageRequest(
         filter=f,
         size=window.size,
@@ -231,11 +226,11 @@ def page_info(
 
 
 def tree_page_request(
-    info: Info, q: TreeQuery, first: int | None, after: str | None
+    limits: Limits, q: TreeQuery, first: int | None, after: str | None
 ) -> TreePageRequest:
     """The page `Context.forks`/`descendants` read for these arguments (BadUserInput if
     invalid)."""
-    window = pagination.page_window(info.context.limits, first=first, after=after)
+    window = pagination.page_window(limits, first=first, after=after)
     return TreePageRequest(
         query=q, size=window.size, after=decode_tree_cursor(after, q.descendants)
     )
@@ -244,7 +239,7 @@ def tree_page_request(
 async def tree_connection(
     info: Info, context_id: uuid.UUID, q: TreeQuery, first: int | None, after: str | None
 ) -> ContextConnection:
-    req = tree_page_request(info, q, first, after)
+    req = tree_page_request(info.context.limits, q, first, after)
     page = await info.context.loaders.tree_page.load((context_id, req))
 
     def cursor(row: Record) -> str:
@@ -411,7 +406,9 @@ class Context(Node):
             include_inherited=include_inherited is not False,
             include_deleted=bool(include_deleted),
         )
-        req = history_page_request(info, f, first=first, after=after, last=last, before=before)
+        req = history_page_request(
+            info.context.limits, f, first=first, after=after, last=last, before=before
+        )
         page = await info.context.loaders.history_page.load((root.id, req))
         count = (
             _constant(root.message_count)

@@ -1,0 +1,598 @@
+"""Planned reads: the common read shapes answered without graphql-core's field walk.
+
+A chat page, a sidebar and a branch switcher are one statement each (the
+look-ahead, api/graphql/lookahead.py), yet graphql-core still walked their
+result field by field: resolve info, argument conversion, awaitables and
+completion for every object, about a third of a chat page's CPU in process
+(bench/README.md, "Optimizations"). For an operation made only of these shapes,
+a plan is made once per parsed document and then, per request, binds the
+variables, runs the one statement and writes the result:
+
+    context(id) { <plain fields>, messages(first/after/last/before) { <page> } }
+    context(id) { <plain fields>, parent { <plain fields>,
+                                           forks(first/after/includeDeleted) { <page> } } }
+    context(id) { <plain fields> }
+    contexts(first/after/last/before) { <page> }
+
+where <page> selects nodes, edges { cursor node }, pageInfo and (for messages)
+totalCount, and the objects in it select plain fields only (columns read by
+their serializer, api/graphql/execution.py) and __typename; fragments whose
+type condition is the object's own type are fine. Anything else (another
+field or argument, a directive, an abstract type condition, a response name
+selected twice with different sub-selections) has no plan: graphql-core
+executes it as always.
+
+Same answer, by construction and by test (tests/test_plans.py): a plan reads
+through the same store functions and page requests as the resolvers, coerces
+arguments with graphql-core's own functions, and writes values with the
+serializers graphql-core would use. It never writes an error: any exception
+while running a plan (a malformed id, a page size over the limit, a lost
+connection, a null where the schema promises a value) leaves the operation to
+graphql-core, which reports it as it always does. Plans only read, so
+answering the operation again is safe. The schema extension runs after the
+query limits and the other extensions' execute hooks, which see a planned
+operation as any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+)
+from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
+from strawberry.extensions import SchemaExtension
+from strawberry.types.field import StrawberryField
+
+from api.graphql.context import RequestContext
+from api.graphql.execution import (
+    FULL_PATH,
+    Plain,
+    Selection,
+    plain_field,
+    plain_object,
+    plain_objects,
+    read_plain,
+)
+from api.graphql.queries import DEFAULT_ORDER, context_list
+from api.graphql.types import (
+    history_page_request,
+    message_cursor,
+    page_info,
+    tree_cursor,
+    tree_page_request,
+)
+from api.store import contexts as store
+from api.store.history import HistoryFilter
+from api.store.inputs import parse_id
+from api.store.tree import TreeQuery
+
+Record = Any
+Write = Callable[[Any, "Loaded"], Any]
+"""Writes one value of the result from its source and what the plan loaded."""
+
+
+class NoAnswer(Exception):
+    """graphql-core answers this operation (and reports its error, if it has one)."""
+
+
+@dataclass
+class Page:
+    """A loaded page, as the connection writers read it."""
+
+    rows: list[Record]
+    has_next: bool
+    has_previous: bool
+    cursor: Callable[[Record], str]
+    total: int | None = None
+
+
+Loaded = dict[int, Any]
+"""What a plan loaded for a field that is not a column, by id() of its FieldNode."""
+
+
+# --- making a plan ---------------------------------------------------------------------
+
+_PAGE_ARGUMENTS = frozenset({"first", "after", "last", "before"})
+_FORKS_ARGUMENTS = frozenset({"first", "after", "includeDeleted"})
+
+
+def _collect(
+    selection_set: SelectionSetNode,
+    type_name: str,
+    fragments: dict[str, FragmentDefinitionNode],
+) -> list[tuple[str, FieldNode]] | None:
+    """The fields selected on an object type, by response name in graphql-core's order;
+    None where its collection could differ from this simple one (a directive, a fragment
+    on another type) or a response name is selected twice other than as the same leaf."""
+    fields: dict[str, FieldNode] = {}
+
+    def visit(selections: SelectionSetNode) -> bool:
+        for selection in selections.selections:
+            if selection.directives:
+                return False
+            if isinstance(selection, FieldNode):
+                name = selection.alias.value if selection.alias else selection.name.value
+                seen = fields.setdefault(name, selection)
+                if seen is not selection and not (
+                    seen.name.value == selection.name.value
+                    and not (seen.arguments or seen.selection_set)
+                    and not (selection.arguments or selection.selection_set)
+                ):
+                    return False
+                continue
+            if isinstance(selection, InlineFragmentNode):
+                condition, inner = selection.type_condition, selection.selection_set
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = fragments.get(selection.name.value)
+                if fragment is None or fragment.directives or selection.arguments:
+                    return False
+                if fragment.variable_definitions:
+                    return False
+                condition, inner = fragment.type_condition, fragment.selection_set
+            else:  # pragma: no cover - no other kind of selection exists
+                return False
+            if condition is not None and condition.name.value != type_name:
+                return False
+            if not visit(inner):
+                return False
+        return True
+
+    return list(fields.items()) if visit(selection_set) else None
+
+
+def _object_type(field: GraphQLField) -> GraphQLObjectType | None:
+    """The object type of a field's values (or list items)."""
+    named = field.type
+    while isinstance(named, GraphQLNonNull | GraphQLList):
+        named = named.of_type
+    return named if isinstance(named, GraphQLObjectType) else None
+
+
+def _argument_names(node: FieldNode) -> set[str]:
+    return {a.name.value for a in node.arguments or ()}
+
+
+def _has_hooks(field: GraphQLField) -> bool:
+    """A Strawberry field with extensions or permissions runs code a plan would skip."""
+    definition = (field.extensions or {}).get("strawberry-definition")
+    return not isinstance(definition, StrawberryField) or bool(
+        definition.extensions or definition.permission_classes
+    )
+
+
+class _Planner:
+    """Makes the plan of one operation; each method answers None for a shape it does
+    not know."""
+
+    def __init__(self, schema: GraphQLSchema, document: DocumentNode) -> None:
+        self.schema = schema
+        self.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        # the fields a plan loads, with their definition (arguments are bound per request)
+        self.loads: dict[str, tuple[FieldNode, GraphQLField]] = {}
+
+    def selection(
+        self, selection_set: SelectionSetNode | None, type_: GraphQLObjectType
+    ) -> list[tuple[str, FieldNode, GraphQLField | None]] | None:
+        """(response name, field node, definition; None for __typename) per field."""
+        if selection_set is None:
+            return None
+        collected = _collect(selection_set, type_.name, self.fragments)
+        if collected is None:
+            return None
+        out: list[tuple[str, FieldNode, GraphQLField | None]] = []
+        for response_name, field_node in collected:
+            name = field_node.name.value
+            if name == "__typename":
+                out.append((response_name, field_node, None))
+                continue
+            field = type_.fields.get(name)
+            if field is None:
+                return None
+            out.append((response_name, field_node, field))
+        return out
+
+    def plain(self, node: FieldNode, field: GraphQLField) -> tuple[Selection, str] | None:
+        """An object (or list of objects) of which every selected field is a column or
+        __typename: how to read them, and the type's name."""
+        named = _object_type(field)
+        if named is None:
+            return None
+        selection = self.selection(node.selection_set, named)
+        if selection is None:
+            return None
+        plains: Selection = []
+        for response_name, field_node, sub in selection:
+            plain = None if sub is None else plain_field(sub)
+            if sub is not None and (plain is None or field_node.arguments):
+                return None
+            plains.append((response_name, plain))
+        return plains, named.name
+
+    def connection(self, node: FieldNode, field: GraphQLField, with_total: bool) -> Write | None:
+        """nodes, edges, pageInfo (and totalCount when the page knows it) of a page."""
+        type_ = _object_type(field)
+        selection = self.selection(node.selection_set, type_) if type_ is not None else None
+        if type_ is None or selection is None:
+            return None
+        writers: list[tuple[str, Write]] = []
+        for response_name, field_node, sub in selection:
+            write: Write | None = None
+            if sub is None:
+                write = _constant(type_.name)
+            elif field_node.arguments:
+                return None
+            elif field_node.name.value == "nodes":
+                items = self.plain(field_node, sub)
+                write = items and _nodes(*items)
+            elif field_node.name.value == "edges":
+                write = self.edges(field_node, sub)
+            elif field_node.name.value == "pageInfo":
+                info = self.plain(field_node, sub)
+                write = info and _page_info(*info)
+            elif field_node.name.value == "totalCount" and with_total:
+                write = _total
+            if write is None:
+                return None
+            writers.append((response_name, write))
+        return _object(writers)
+
+    def edges(self, node: FieldNode, field: GraphQLField) -> Write | None:
+        edge = _object_type(field)
+        selection = self.selection(node.selection_set, edge) if edge is not None else None
+        if edge is None or selection is None:
+            return None
+        parts: list[tuple[str, tuple[str, Any]]] = []  # (response name, (what, how))
+        for response_name, field_node, sub in selection:
+            if sub is None:
+                parts.append((response_name, ("typename", edge.name)))
+            elif field_node.arguments:
+                return None
+            elif field_node.name.value == "cursor":
+                parts.append((response_name, ("cursor", None)))
+            elif field_node.name.value == "node":
+                item = self.plain(field_node, sub)
+                if item is None:
+                    return None
+                parts.append((response_name, ("node", item)))
+            else:
+                return None
+        return _edges(parts)
+
+    def context(self, node: FieldNode, type_: GraphQLObjectType, top: bool) -> Write | None:
+        """A Context: columns, and (for the root field's context) one page of its
+        messages or its parent with a page of the parent's forks."""
+        selection = self.selection(node.selection_set, type_)
+        if selection is None:
+            return None
+        writers: list[tuple[str, Write]] = []
+        for response_name, field_node, field in selection:
+            write: Write | None = None
+            name = field_node.name.value
+            if field is None:
+                write = _constant(type_.name)
+            elif (plain := plain_field(field)) is not None and not field_node.arguments:
+                write = _column(plain)
+            elif _has_hooks(field):
+                return None
+            elif name == "messages" and top and "page" not in self.loads:
+                if not _argument_names(field_node) <= _PAGE_ARGUMENTS:
+                    return None
+                self.loads["page"] = (field_node, field)
+                write = self.connection(field_node, field, with_total=True)
+                write = write and _loaded(field_node, write)
+            elif name == "parent" and top and "parent" not in self.loads:
+                if field_node.arguments:
+                    return None
+                self.loads["parent"] = (field_node, field)
+                inner = self.context(field_node, type_, top=False)
+                write = inner and _loaded(field_node, _nullable(inner))
+            elif name == "forks" and not top and "forks" not in self.loads:
+                if not _argument_names(field_node) <= _FORKS_ARGUMENTS:
+                    return None
+                self.loads["forks"] = (field_node, field)
+                write = self.connection(field_node, field, with_total=False)
+                write = write and _loaded(field_node, write)
+            if write is None:
+                return None
+            writers.append((response_name, write))
+        return _object(writers)
+
+
+def make_plan(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
+) -> Plan | None:
+    """The plan of a validated document's operation, or None when it has no plan."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    if len(operations) != 1:
+        return None
+    operation = operations[0]
+    if operation.operation is not OperationType.QUERY or operation.directives:
+        return None
+    planner = _Planner(schema, document)
+    query = schema.query_type
+    root = planner.selection(operation.selection_set, query) if query is not None else None
+    if root is None or len(root) != 1:
+        return None
+    ((response_name, node, field),) = root
+    if field is None or _has_hooks(field):
+        return None
+    type_ = _object_type(field)
+    if type_ is None:
+        return None
+    names = _argument_names(node)
+    if node.name.value == "context" and names == {"id"}:
+        write = planner.context(node, type_, top=True)
+        # one statement reads a context with a page of its messages or of its siblings
+        if write is None or {"page", "parent"} <= planner.loads.keys():
+            return None
+        return Plan(operation, response_name, (node, field), write, planner.loads, _load_context)
+    if node.name.value == "contexts" and names <= _PAGE_ARGUMENTS:
+        write = planner.connection(node, field, with_total=False)
+        if write is None:
+            return None
+        return Plan(operation, response_name, (node, field), write, {}, _load_context_list)
+    return None
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def _constant(value: Any) -> Write:
+    return lambda source, loaded: value
+
+
+def _column(plain: Plain) -> Write:
+    def write(source: Any, loaded: Loaded) -> Any:
+        value = read_plain(plain, source)
+        if value is FULL_PATH:
+            raise NoAnswer
+        return value
+
+    return write
+
+
+def _object(writers: list[tuple[str, Write]]) -> Write:
+    def write(source: Any, loaded: Loaded) -> dict[str, Any]:
+        return {name: w(source, loaded) for name, w in writers}
+
+    return write
+
+
+def _loaded(node: FieldNode, inner: Write) -> Write:
+    """A field whose value the plan loaded (a page, a parent), written by `inner`."""
+    key = id(node)
+    return lambda source, loaded: inner(loaded[key], loaded)
+
+
+def _nullable(inner: Write) -> Write:
+    return lambda source, loaded: None if source is None else inner(source, loaded)
+
+
+def _nodes(selection: Selection, type_name: str) -> Write:
+    def write(page: Page, loaded: Loaded) -> list[Any]:
+        written = plain_objects(selection, type_name, page.rows)
+        if written is None:
+            raise NoAnswer
+        return written
+
+    return write
+
+
+def _page_info(selection: Selection, type_name: str) -> Write:
+    def write(page: Page, loaded: Loaded) -> dict[str, Any]:
+        info = page_info(page.rows, page.has_next, page.has_previous, page.cursor)
+        written = plain_object(selection, type_name, info)
+        if written is None:
+            raise NoAnswer
+        return written
+
+    return write
+
+
+def _total(page: Page, loaded: Loaded) -> int:
+    if page.total is None:  # pragma: no cover - only planned where the page knows it
+        raise NoAnswer
+    return page.total
+
+
+def _edges(parts: list[tuple[str, Any]]) -> Write:
+    def write(page: Page, loaded: Loaded) -> list[dict[str, Any]]:
+        rows = page.rows
+        columns: list[list[Any]] = []
+        for _, (kind, arg) in parts:
+            if kind == "typename":
+                columns.append([arg] * len(rows))
+            elif kind == "cursor":
+                columns.append([page.cursor(r) for r in rows])
+            else:
+                selection, type_name = arg
+                nodes = plain_objects(selection, type_name, rows)
+                if nodes is None:
+                    raise NoAnswer
+                columns.append(nodes)
+        names = [name for name, _ in parts]
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+    return write
+
+
+# --- running -----------------------------------------------------------------------------
+
+Bound = tuple[FieldNode, GraphQLField]
+
+
+@dataclass
+class Plan:
+    """What to load for the operation's one root field, and how to write the result."""
+
+    operation: OperationDefinitionNode
+    response_name: str
+    root: Bound
+    write: Write
+    loads: dict[str, Bound]
+    load: Callable[[Plan, RequestContext, VariableValues], Any]
+
+    async def run(
+        self, schema: GraphQLSchema, ctx: RequestContext, variables: dict[str, Any] | None
+    ) -> ExecutionResult | None:
+        """The result, or None when graphql-core must answer (see the module's doc)."""
+        try:
+            values = get_variable_values(
+                schema, self.operation.variable_definitions or (), variables or {}
+            )
+            if isinstance(values, list):
+                return None  # graphql-core reports the variables' errors
+            source, loaded = await self.load(self, ctx, values)
+            value = None if source is None else self.write(source, loaded)
+        except Exception:
+            return None
+        return ExecutionResult(data={self.response_name: value})
+
+
+def _arguments(bound: Bound, values: VariableValues) -> dict[str, Any]:
+    node, field = bound
+    return get_argument_values(field, node, values)
+
+
+async def _load_context(
+    plan: Plan, ctx: RequestContext, values: VariableValues
+) -> tuple[Record | None, Loaded]:
+    key = parse_id(_arguments(plan.root, values)["id"])
+    loaded: Loaded = {}
+    page, parent, forks = (plan.loads.get(k) for k in ("page", "parent", "forks"))
+    async with ctx.db.read() as conn:
+        if page is not None:
+            args = _arguments(page, values)
+            req = history_page_request(
+                ctx.limits,
+                HistoryFilter(),
+                first=args.get("first"),
+                after=args.get("after"),
+                last=args.get("last"),
+                before=args.get("before"),
+            )
+            found, pages = await store.contexts_with_pages(conn, [key], req)
+            record = found.get(key)
+            if record is not None:
+                history = pages[key]
+                loaded[id(page[0])] = Page(
+                    history.rows,
+                    history.has_next,
+                    history.has_previous,
+                    message_cursor,
+                    record.message_count,
+                )
+            return record, loaded
+        if forks is not None:
+            args = _arguments(forks, values)
+            q = TreeQuery(descendants=False, include_deleted=bool(args.get("includeDeleted")))
+            tree_req = tree_page_request(ctx.limits, q, args.get("first"), args.get("after"))
+            found, tree_pages = await store.contexts_with_sibling_forks(conn, [key], tree_req)
+        else:
+            found = await store.contexts_with_parents(conn, [key])
+            tree_pages = {}
+    record = found.get(key)
+    if record is not None and parent is not None:
+        up = None if record.parent_id is None else found.get(record.parent_id)
+        loaded[id(parent[0])] = up
+        if up is not None and forks is not None:
+            siblings = tree_pages[up.id]
+            loaded[id(forks[0])] = Page(
+                siblings.rows, siblings.has_next, siblings.has_previous, _fork_cursor
+            )
+    return record, loaded
+
+
+def _fork_cursor(row: Record) -> str:
+    return tree_cursor(row, descendants=False)
+
+
+async def _load_context_list(
+    plan: Plan, ctx: RequestContext, values: VariableValues
+) -> tuple[Page, Loaded]:
+    args = _arguments(plan.root, values)
+    connection = await context_list(
+        ctx,
+        args.get("first"),
+        args.get("after"),
+        args.get("last"),
+        args.get("before"),
+        None,
+        DEFAULT_ORDER,
+    )
+    return (
+        Page(
+            connection.nodes,
+            connection._has_next,
+            connection._has_previous,
+            connection._cursor,
+        ),
+        {},
+    )
+
+
+# --- the extension -----------------------------------------------------------------------
+
+
+class Plans:
+    """Plans by parsed document (the parser cache hands out the same document for the
+    same text), bounded like the parser cache."""
+
+    def __init__(self, maxsize: int = 1024) -> None:
+        self.maxsize = maxsize
+        self._plans: dict[tuple[int, str | None], tuple[DocumentNode, Plan | None]] = {}
+
+    def get(
+        self, schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
+    ) -> Plan | None:
+        key = (id(document), operation_name)
+        entry = self._plans.get(key)
+        if entry is None or entry[0] is not document:
+            if len(self._plans) >= self.maxsize:
+                self._plans.clear()
+            entry = (document, make_plan(schema, document, operation_name))
+            self._plans[key] = entry
+        return entry[1]
+
+
+class PlannedReads(SchemaExtension):
+    """Answers an operation by its plan when it has one (module doc); listed after the
+    query limits, so they apply first."""
+
+    def __init__(self, plans: Plans) -> None:
+        super().__init__()
+        self.plans = plans
+
+    async def on_execute(self) -> Any:
+        ec = self.execution_context
+        document = ec.graphql_document
+        context = ec.context
+        if document is not None and isinstance(context, RequestContext):
+            schema = ec.schema._schema
+            plan = self.plans.get(schema, document, ec.operation_name)
+            if plan is not None:
+                result = await plan.run(schema, context, ec.variables)
+                if result is not None:
+                    ec.result = result
+        yield

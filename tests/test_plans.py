@@ -1,0 +1,264 @@
+"""Planned reads (api/graphql/plans.py) answer exactly as graphql-core does.
+
+Every planned document is sent twice: as is (its plan answers) and with
+`@include(if: true)` on its root field, a directive no plan accepts, so
+graphql-core executes the same operation field by field. The two responses
+must be equal, for roots, forks, a deleted context and a missing id, with
+every kind of page; where a plan cannot answer (an invalid argument), the
+error is graphql-core's, with or without the plan.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from graphql import parse
+
+from api.graphql import plans
+from api.graphql.plans import make_plan
+from api.graphql.schema import build_schema
+from tests.conftest import GraphQLClient, StatementLog
+from tests.helpers import append, assistant, create_context, fork, user
+
+CHAT = (
+    "query($id: ID!) { context(id: $id) @D { id name messageCount __typename"
+    " messages(last: 3) { nodes { id version role content tokenCount createdAt deletedAt } } } }"
+)
+PAGED = (
+    "query($id: ID!, $first: Int, $after: String, $last: Int, $before: String) {"
+    " ctx: context(id: $id) @D { ... on Context { id } latestVersion"
+    " messages(first: $first, after: $after, last: $last, before: $before) {"
+    " totalCount __typename pageInfo { hasNextPage hasPreviousPage startCursor endCursor }"
+    " edges { __typename cursor node { ...M } } nodes { version } } } }"
+    " fragment M on Message { id content role model toolName hasEmbedding }"
+)
+TREE = (
+    "query($id: ID!, $del: Boolean) { context(id: $id) @D { id name forkVersion"
+    " parent { id name latestVersion metadata"
+    " forks(first: 2, includeDeleted: $del) { nodes { id name forkVersion deletedAt }"
+    " edges { cursor } pageInfo { hasNextPage endCursor } } } } }"
+)
+PARENT = "query($id: ID!) { context(id: $id) @D { id parent { id name deletedAt messageCount } } }"
+COLUMNS = (
+    "query($id: ID!) { context(id: $id) @D { id name metadata createdAt updatedAt deletedAt"
+    " messageCount totalTokens latestVersion forkVersion } }"
+)
+SIDEBAR = (
+    "query($first: Int, $after: String, $last: Int) {"
+    " contexts(first: $first, after: $after, last: $last) @D {"
+    " nodes { id name messageCount updatedAt } edges { cursor node { id } }"
+    " pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }"
+)
+
+
+FORCE = " @include(if: true)"
+
+
+def planned(doc: str) -> str:
+    # blanks as wide as the directive: errors point at the same columns either way
+    return doc.replace(" @D", " " * len(FORCE))
+
+
+def unplanned(doc: str) -> str:
+    return doc.replace(" @D", FORCE)
+
+
+@pytest.fixture
+def plan_runs(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """One entry per plan run: True when the plan answered, False when it left the
+    operation to graphql-core."""
+    runs: list[bool] = []
+    run = plans.Plan.run
+
+    async def counted(self: plans.Plan, *args: Any) -> Any:
+        result = await run(self, *args)
+        runs.append(result is not None)
+        return result
+
+    monkeypatch.setattr(plans.Plan, "run", counted)
+    return runs
+
+
+async def both(
+    client: GraphQLClient, runs: list[bool], doc: str, variables: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(planned response, graphql-core's response); checks which path answered."""
+    runs.clear()
+    reference = await client.execute(unplanned(doc), variables)
+    assert runs == [], "the directive must leave the operation without a plan"
+    answer = await client.execute(planned(doc), variables)
+    assert len(runs) == 1
+    return answer, reference
+
+
+async def _family(client: GraphQLClient) -> dict[str, str]:
+    """A root with a deleted message, a fork and a fork of it, a deleted sibling."""
+    root = await create_context(
+        client,
+        "root",
+        [user("u1"), assistant("a1"), user("u2"), assistant("a2"), user("u3")],
+        metadata={"team": "x"},
+    )
+    messages = await client.data(
+        "query($id: ID!) { context(id: $id) { messages { nodes { id } } } }", {"id": root["id"]}
+    )
+    await client.data(
+        "mutation($id: ID!) { deleteMessage(id: $id) { id } }",
+        {"id": messages["context"]["messages"]["nodes"][1]["id"]},
+    )
+    child = await fork(client, root["id"], 3, name="child")
+    await append(client, child["id"], [assistant("c1"), user("c2")])
+    grandchild = await fork(client, child["id"], 4, name="grandchild")
+    await append(client, grandchild["id"], [assistant("g1")])
+    sibling = await fork(client, root["id"], 2, name="sibling")
+    await client.data("mutation($id: ID!) { deleteContext(id: $id) { id } }", {"id": sibling["id"]})
+    await fork(client, root["id"], 5, name="late")
+    return {
+        "root": root["id"],
+        "child": child["id"],
+        "grandchild": grandchild["id"],
+        "sibling": sibling["id"],
+        "missing": str(uuid.uuid4()),
+    }
+
+
+async def test_planned_reads_answer_as_graphql_core(
+    client: GraphQLClient, plan_runs: list[bool], statements: StatementLog
+) -> None:
+    ids = await _family(client)
+    answered = 0
+    cases: list[tuple[str, dict[str, Any]]] = [
+        (CHAT, {}),
+        (COLUMNS, {}),
+        (PARENT, {}),
+        (TREE, {}),
+        (TREE, {"del": True}),
+        (PAGED, {}),
+        (PAGED, {"first": 2}),
+        (PAGED, {"last": 2}),
+        (PAGED, {"first": 0}),
+    ]
+    for name, cid in ids.items():
+        for doc, extra in cases:
+            variables = {"id": cid, **extra}
+            answer, reference = await both(client, plan_runs, doc, variables)
+            assert answer == reference, (name, doc, extra)
+            assert "errors" not in answer
+            answered += plan_runs[0]
+        # pages after and before a cursor of a first page
+        first = await client.data(planned(PAGED), {"id": cid, "first": 2})
+        if first["ctx"] is not None:
+            cursor = first["ctx"]["messages"]["pageInfo"]["endCursor"]
+            for extra in ({"first": 2, "after": cursor}, {"last": 1, "before": cursor}):
+                answer, reference = await both(client, plan_runs, PAGED, {"id": cid, **extra})
+                assert answer == reference, (name, extra)
+                answered += plan_runs[0]
+    # every read answered by its plan: 5 ids x 9 cases, 2 cursor pages of the 4 that exist
+    assert answered == len(ids) * len(cases) + 4 * 2
+
+    # a planned chat page, a branch switcher: one statement each
+    for doc in (CHAT, TREE):
+        statements.clear()
+        await client.data(planned(doc), {"id": ids["grandchild"]})
+        assert len(statements) == 1, doc
+
+
+async def test_planned_context_lists_answer_as_graphql_core(
+    client: GraphQLClient, plan_runs: list[bool]
+) -> None:
+    await _family(client)
+    pages: list[dict[str, Any]] = [{}, {"first": 2}, {"last": 2}, {"first": 0}]
+    first = await client.data(planned(SIDEBAR), {"first": 2})
+    pages.append({"first": 3, "after": first["contexts"]["pageInfo"]["endCursor"]})
+    for variables in pages:
+        answer, reference = await both(client, plan_runs, SIDEBAR, variables)
+        assert answer == reference, variables
+        assert "errors" not in answer
+        assert plan_runs == [True]
+
+
+@pytest.mark.parametrize(
+    ("doc", "variables"),
+    [
+        (CHAT, {"id": "not-a-uuid"}),  # the id is refused
+        # a page of an existing context with arguments its field refuses
+        (PAGED, {"id": "$ID", "first": -1}),
+        (PAGED, {"id": "$ID", "first": 1, "last": 1}),
+        (PAGED, {"id": "$ID", "after": "forged"}),
+        (TREE, {"id": "$ID", "del": "yes"}),  # not a Boolean
+        (SIDEBAR, {"first": 100_000}),  # over the page size limit
+        (SIDEBAR, {"after": "bm90IGEgY3Vyc29y"}),
+    ],
+)
+async def test_errors_are_graphql_cores(
+    client: GraphQLClient, plan_runs: list[bool], doc: str, variables: dict[str, Any]
+) -> None:
+    ctx = await create_context(client, "one", [user("m")])
+    variables = {k: ctx["id"] if v == "$ID" else v for k, v in variables.items()}
+    answer, reference = await both(client, plan_runs, doc, variables)
+    assert answer["errors"], answer
+    assert answer == reference
+    assert plan_runs == [False]  # the plan gave way; graphql-core reported the error
+
+
+SCHEMA = build_schema()._schema
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        planned(CHAT),
+        planned(PAGED),
+        planned(TREE),
+        planned(PARENT),
+        planned(COLUMNS),
+        planned(SIDEBAR),
+        # the bench's documents (bench/workloads.py)
+        "query ChatPage($id: ID!) { context(id: $id) { id name messageCount"
+        " messages(last: 50) { nodes { id version role content tokenCount createdAt } } } }",
+        "query Sidebar { contexts(first: 20) { nodes { id name messageCount updatedAt } } }",
+        "query Tree($id: ID!) { context(id: $id) { id name forkVersion parent { id name"
+        " latestVersion forks { nodes { id name forkVersion } } } } }",
+        # the same leaf twice, through a fragment on the object's own type
+        "query { context(id: 1) { id ...F } } fragment F on Context { id name }",
+    ],
+)
+def test_shapes_with_a_plan(doc: str) -> None:
+    assert make_plan(SCHEMA, parse(doc), None) is not None
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        unplanned(CHAT),  # a directive anywhere
+        "query { context(id: 1) { id @skip(if: false) } }",
+        "mutation { deleteContext(id: 1) { id } }",
+        "subscription { messageAppended(contextId: 1) { id } }",
+        "query { a: context(id: 1) { id } b: context(id: 2) { id } }",  # two root fields
+        "query { node(id: 1) { id } }",
+        "query { context(id: 1) { messages(roles: [USER]) { nodes { id } } } }",
+        "query { context(id: 1) { forks { nodes { id } } } }",
+        "query { context(id: 1) { messages { totalCount } parent { id } } }",
+        "query { context(id: 1) { a: messages(first: 1) { nodes { id } }"
+        " b: messages(first: 2) { nodes { id } } } }",
+        "query { context(id: 1) { messages { nodes { id context { id } } } } }",
+        "query { context(id: 1) { ... on Node { id } } }",  # an abstract type condition
+        "query { context(id: 1) { x: id x: name } }",  # one response name, two fields
+        "query { contexts(first: 1) { totalCount } }",
+        "query { contexts(orderBy: {field: NAME, direction: ASC}) { nodes { id } } }",
+        "query { contexts(filter: {rootsOnly: true}) { nodes { id } } }",
+        "query { context(id: 1) { parent { parent { id } } } }",
+        "query { __typename }",
+    ],
+)
+def test_shapes_without_a_plan(doc: str) -> None:
+    assert make_plan(SCHEMA, parse(doc), None) is None
+
+
+def test_the_named_operation_is_planned() -> None:
+    doc = parse("query A { contexts { nodes { id } } } mutation B { deleteContext(id: 1) { id } }")
+    assert make_plan(SCHEMA, doc, "A") is not None
+    assert make_plan(SCHEMA, doc, "B") is None
+    assert make_plan(SCHEMA, doc, None) is None  # ambiguous: graphql-core says so
