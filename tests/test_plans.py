@@ -10,16 +10,26 @@ error is graphql-core's, with or without the plan.
 
 from __future__ import annotations
 
+import json
+import logging
 import uuid
 from typing import Any
 
 import pytest
 from graphql import parse
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from api.app import create_app
 from api.graphql import plans
 from api.graphql.plans import make_plan
-from api.graphql.schema import build_schema
-from tests.conftest import GraphQLClient, StatementLog
+from api.graphql.schema import CtxgraphSchema, build_schema
+from tests.conftest import (
+    GraphQLClient,
+    RollbackConnector,
+    StatementLog,
+    graphql_client,
+    test_settings,
+)
 from tests.helpers import append, assistant, create_context, fork, user
 
 CHAT = (
@@ -262,3 +272,57 @@ def test_the_named_operation_is_planned() -> None:
     assert make_plan(SCHEMA, doc, "A") is not None
     assert make_plan(SCHEMA, doc, "B") is None
     assert make_plan(SCHEMA, doc, None) is None  # ambiguous: graphql-core says so
+
+
+async def test_a_text_answered_by_its_plan_skips_strawberry_next_time(
+    conn: AsyncConnection,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    statements: StatementLog,
+) -> None:
+    """The second request of a planned text is answered by the endpoint
+    (Plans.answer) without Strawberry's Schema.execute: same answer, same log line."""
+    caplog.set_level(logging.INFO, logger="ctxgraph.access")
+    executed: list[str | None] = []
+    execute = CtxgraphSchema.execute
+
+    async def counted(self: CtxgraphSchema, query: str | None, *args: Any, **kwargs: Any) -> Any:
+        executed.append(query)
+        return await execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(CtxgraphSchema, "execute", counted)
+    app = create_app(test_settings(), connector=RollbackConnector(conn))
+    named = "query ChatPage" + planned(CHAT).removeprefix("query")
+    async with graphql_client(app) as client:
+        ids = await _family(client)
+        answers = []
+        for cid in (ids["child"], ids["child"], ids["missing"]):
+            executed.clear()
+            statements.clear()
+            answers.append(await client.execute(named, {"id": cid}))
+            reference = await client.execute(unplanned(CHAT), {"id": cid})
+            assert answers[-1] == reference
+            # Strawberry executes the planned text the first time only
+            assert executed == ([named] if len(answers) == 1 else []) + [unplanned(CHAT)]
+            assert len(statements) == 2  # the planned read and the reference: one each
+    assert answers[0] == answers[1]
+    assert answers[2] == {"data": {"context": None}}
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "ctxgraph.access"]
+    chat_pages = [line for line in lines if line.get("operation_name") == "ChatPage"]
+    assert len(chat_pages) == 3
+    assert all(line["operation"] == "query" and line["status"] == 200 for line in chat_pages)
+
+
+async def test_query_limits_apply_to_texts_answered_by_their_plan(
+    conn: AsyncConnection, statements: StatementLog
+) -> None:
+    app = create_app(test_settings(max_query_cost=100), connector=RollbackConnector(conn))
+    query = "query($n: Int) { contexts(first: $n) { nodes { id } } }"
+    async with graphql_client(app) as client:
+        await client.data(query, {"n": 5})
+        await client.data(query, {"n": 5})  # known now
+        statements.clear()
+        body = await client.execute(query, {"n": 200})
+        assert body["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX", body
+        assert "CTXGRAPH_MAX_QUERY_COST" in body["errors"][0]["message"]
+        assert len(statements) == 0

@@ -18,11 +18,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLRequestData
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from api import jsoncodec
 from api.graphiql.assets import GraphiQLAssets
 from api.graphiql.page import Mode, PageUrls, new_style_nonce, render_page, security_headers
+from api.graphql.context import RequestContext
 from api.security.auth import authenticate_ws
 
 ASSET_PATH = "/graphiql"
@@ -71,6 +74,44 @@ class GraphQLEndpoint(GraphQL[Any, None]):
         if self.context_getter is None:
             return await super().get_context(request, response)
         return await self.context_getter(request)
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Any,
+        context: Any,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """A query text that a plan has answered before is answered by its plan again,
+        without Strawberry's parse, validation and extension hooks (api/graphql/plans.py,
+        `Plans.answer`: the query limits and the operation's log line still apply);
+        anything else, and anything the plan gives way on, goes through Strawberry."""
+        plans = getattr(self.schema, "plans", None)
+        if (
+            plans is not None
+            and isinstance(context, RequestContext)
+            and isinstance(request_data.query, str)
+            and (request_adapter.method == "POST" or self.allow_queries_via_get)
+        ):
+            result = await plans.answer(
+                self.schema._schema,  # type: ignore[attr-defined]
+                request_data.query,
+                request_data.operation_name,
+                request_data.variables,
+                context,
+            )
+            if result is not None:
+                return ExecutionResult(data=result.data, errors=None)
+        return await super().execute_single(
+            request=request,
+            request_adapter=request_adapter,
+            sub_response=sub_response,
+            context=context,
+            root_value=root_value,
+            request_data=request_data,
+        )
 
     def decode_json(self, data: str | bytes) -> object:
         """Parse a request body; anything json.loads refuses is a malformed body (400).

@@ -36,6 +36,7 @@ operation as any other.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,8 @@ from api.graphql.types import (
     tree_cursor,
     tree_page_request,
 )
+from api.security.http import record_operation
+from api.security.limits import QueryLimits, check_operation
 from api.store import contexts as store
 from api.store.history import HistoryFilter
 from api.store.inputs import parse_id
@@ -556,12 +559,16 @@ async def _load_context_list(
 
 
 class Plans:
-    """Plans by parsed document (the parser cache hands out the same document for the
-    same text), bounded like the parser cache."""
+    """The plans of a schema: by parsed document (the parser cache hands out the same
+    document for the same text), and by query text for the texts that have already been
+    parsed, validated and answered by a plan, which `answer` serves without Strawberry's
+    parse, validation and extension hooks."""
 
-    def __init__(self, maxsize: int = 1024) -> None:
+    def __init__(self, limits: QueryLimits | None = None, maxsize: int = 1024) -> None:
+        self.limits = limits
         self.maxsize = maxsize
         self._plans: dict[tuple[int, str | None], tuple[DocumentNode, Plan | None]] = {}
+        self._known: dict[tuple[str, str | None], tuple[DocumentNode, Plan]] = {}
 
     def get(
         self, schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
@@ -574,6 +581,48 @@ class Plans:
             entry = (document, make_plan(schema, document, operation_name))
             self._plans[key] = entry
         return entry[1]
+
+    def learn(
+        self, query: str, operation_name: str | None, document: DocumentNode, plan: Plan
+    ) -> None:
+        """`query` parsed into `document`, passed validation, and `plan` answered it.
+
+        Without an operation name Strawberry runs the document's first operation, so a
+        plan of the first operation also answers the text sent without a name.
+        """
+        if len(self._known) >= self.maxsize:
+            self._known.clear()
+        self._known[(query, operation_name)] = (document, plan)
+        first = next(d for d in document.definitions if isinstance(d, OperationDefinitionNode))
+        if first is plan.operation:
+            self._known[(query, None)] = (document, plan)
+
+    async def answer(
+        self,
+        schema: GraphQLSchema,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+        context: RequestContext,
+    ) -> ExecutionResult | None:
+        """The result of a query text already answered by its plan, after the query
+        limits for these variables; None when the full path must answer (a text not
+        seen, an operation over a limit, anything the plan gives way on)."""
+        known = self._known.get((query, operation_name))
+        if known is None:
+            return None
+        document, plan = known
+        if self.limits is not None:
+            try:
+                check_operation(schema, document, operation_name, variables, self.limits)
+            except Exception:
+                return None  # the full path reports it
+        started = time.perf_counter()
+        result = await plan.run(schema, context, variables)
+        if result is not None:
+            name = plan.operation.name.value if plan.operation.name else None
+            record_operation(context.request, "query", name, [], time.perf_counter() - started)
+        return result
 
 
 class PlannedReads(SchemaExtension):
@@ -595,4 +644,6 @@ class PlannedReads(SchemaExtension):
                 result = await plan.run(schema, context, ec.variables)
                 if result is not None:
                     ec.result = result
+                    if ec.query is not None:
+                        self.plans.learn(ec.query, ec.operation_name, document, plan)
         yield

@@ -41,18 +41,22 @@ class _ParserCache(ParserCache):
 
 
 class CtxgraphSchema(strawberry.Schema):
+    plans: Plans | None = None
+    """Its planned reads (api/graphql/plans.py); the HTTP endpoint asks them first."""
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         """Errors are logged (unexpected ones only) by ErrorCodes; don't log client errors."""
 
 
-def _security_extensions(settings: Settings | None) -> tuple[list[Any], list[Any]]:
+def _security_extensions(
+    settings: Settings | None, limits: QueryLimits | None
+) -> tuple[list[Any], list[Any]]:
     """(outermost, after ErrorCodes): the operation recorder for logs and metrics, and the
     query limits (api/security/limits.py) and introspection switch."""
-    if settings is None:
+    if settings is None or limits is None:
         return [], []
-    limits = QueryLimits.from_settings(settings)
     inner: list[Any] = [partial(QueryLimitsExtension, limits)]
     if not settings.introspection:
         inner.append(partial(AddValidationRules, [NoIntrospection]))
@@ -65,12 +69,14 @@ def _batching(settings: Settings | None) -> dict[str, Any]:
     return {"batching_config": {"max_operations": settings.max_batch_operations}}
 
 
-def build_schema(settings: Settings | None = None, **extra: Any) -> strawberry.Schema:
+def build_schema(settings: Settings | None = None, **extra: Any) -> CtxgraphSchema:
     """The schema; with `settings`, the query limits and introspection switch apply."""
-    outer, inner = _security_extensions(settings)
+    limits = None if settings is None else QueryLimits.from_settings(settings)
+    outer, inner = _security_extensions(settings, limits)
+    plans = Plans(limits)
     # plain column fields skip graphql-core's per-field machinery (api/graphql/execution.py)
     extra.setdefault("execution_context_class", execution_context_class())
-    return CtxgraphSchema(
+    schema = CtxgraphSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -82,8 +88,10 @@ def build_schema(settings: Settings | None = None, **extra: Any) -> strawberry.S
             lambda: _ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
             # last: the limits and every other hook see a planned read like any other
-            partial(PlannedReads, Plans()),
+            partial(PlannedReads, plans),
         ],
         config=StrawberryConfig(**_batching(settings)),
         **extra,
     )
+    schema.plans = plans
+    return schema

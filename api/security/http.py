@@ -393,7 +393,6 @@ class OperationRecorder(SchemaExtension):
         yield
         ec = self.execution_context
         request = getattr(ec.context, "request", None)
-        scope = getattr(request, "scope", None)
         try:
             operation_type: str | None = ec.operation_type.value
         except Exception:  # no document, or an ambiguous one: no operation ran
@@ -408,16 +407,23 @@ class OperationRecorder(SchemaExtension):
             str((e.extensions or {}).get("code", "UNKNOWN"))
             for e in (ec.result.errors if ec.result is not None and ec.result.errors else [])
         ]
-        info = request_info(scope)
-        if info is not None and scope is not None and scope.get("type") == "http":
-            info.operation_type = operation_type
-            info.operation_name = name
-            info.codes = codes
-            if "SERVICE_UNAVAILABLE" in codes:
-                info.status_override = 503
-        app = getattr(request, "app", None)
-        metrics = getattr(getattr(app, "state", None), "metrics", None)
-        if metrics is not None:
-            metrics.observe_operation(
-                operation_type or "invalid", name, codes, time.perf_counter() - started
-            )
+        record_operation(request, operation_type, name, codes, time.perf_counter() - started)
+
+
+def record_operation(
+    request: Any, operation_type: str | None, name: str | None, codes: list[str], seconds: float
+) -> None:
+    """Give the access log line of an HTTP request, and the metrics, the operation that
+    ran and its error codes."""
+    scope = getattr(request, "scope", None)
+    info = request_info(scope)
+    if info is not None and scope is not None and scope.get("type") == "http":
+        info.operation_type = operation_type
+        info.operation_name = name
+        info.codes = codes
+        if "SERVICE_UNAVAILABLE" in codes:
+            info.status_override = 503
+    app = getattr(request, "app", None)
+    metrics = getattr(getattr(app, "state", None), "metrics", None)
+    if metrics is not None:
+        metrics.observe_operation(operation_type or "invalid", name, codes, seconds)
