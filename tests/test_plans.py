@@ -91,6 +91,20 @@ def plan_runs(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     return runs
 
 
+@pytest.fixture
+def executed(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The query text of every operation Strawberry's Schema.execute runs."""
+    texts: list[str | None] = []
+    execute = CtxgraphSchema.execute
+
+    async def counted(self: CtxgraphSchema, query: str | None, *args: Any, **kwargs: Any) -> Any:
+        texts.append(query)
+        return await execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(CtxgraphSchema, "execute", counted)
+    return texts
+
+
 async def both(
     client: GraphQLClient, runs: list[bool], doc: str, variables: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -276,21 +290,13 @@ def test_the_named_operation_is_planned() -> None:
 
 async def test_a_text_answered_by_its_plan_skips_strawberry_next_time(
     conn: AsyncConnection,
-    monkeypatch: pytest.MonkeyPatch,
+    executed: list[str | None],
     caplog: pytest.LogCaptureFixture,
     statements: StatementLog,
 ) -> None:
     """The second request of a planned text is answered by the endpoint
     (Plans.answer) without Strawberry's Schema.execute: same answer, same log line."""
     caplog.set_level(logging.INFO, logger="ctxgraph.access")
-    executed: list[str | None] = []
-    execute = CtxgraphSchema.execute
-
-    async def counted(self: CtxgraphSchema, query: str | None, *args: Any, **kwargs: Any) -> Any:
-        executed.append(query)
-        return await execute(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(CtxgraphSchema, "execute", counted)
     app = create_app(test_settings(), connector=RollbackConnector(conn))
     named = "query ChatPage" + planned(CHAT).removeprefix("query")
     async with graphql_client(app) as client:
@@ -326,3 +332,42 @@ async def test_query_limits_apply_to_texts_answered_by_their_plan(
         assert body["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX", body
         assert "CTXGRAPH_MAX_QUERY_COST" in body["errors"][0]["message"]
         assert len(statements) == 0
+
+
+@pytest.mark.parametrize("how", ["batch", "get", "charset", "multipart"])
+async def test_a_known_text_sent_otherwise_goes_through_strawberry(
+    conn: AsyncConnection, executed: list[str | None], how: str
+) -> None:
+    """Only a plain JSON POST of one operation is answered before Strawberry's view;
+    a batch, a GET or a streaming Accept header is Strawberry's to answer (a JSON
+    content type with parameters is still plain JSON)."""
+    settings = test_settings(max_batch_operations=2)  # batching is off by default
+    app = create_app(settings, connector=RollbackConnector(conn))
+    query = planned(CHAT)
+    async with graphql_client(app) as client:
+        ctx = await create_context(client, "known", [user("hello")])
+        variables = {"id": ctx["id"]}
+        expected = await client.execute(query, variables)  # answered by its plan: now known
+        assert executed[-1] == query
+        executed.clear()
+        payload = {"query": query, "variables": variables}
+        if how == "batch":
+            response = await client.http.post("/graphql", json=[payload])
+            assert response.json() == [expected]
+        elif how == "get":
+            params = {"query": query, "variables": json.dumps(variables)}
+            response = await client.http.get("/graphql", params=params)
+            assert response.json() == expected
+        elif how == "charset":
+            response = await client.http.post(
+                "/graphql",
+                content=json.dumps(payload),
+                headers={"content-type": "application/json; charset=utf-8"},
+            )
+            assert response.json() == expected
+        else:
+            response = await client.http.post(
+                "/graphql", json=payload, headers={"accept": "multipart/mixed"}
+            )
+        assert response.status_code == 200, response.text
+        assert executed == ([] if how == "charset" else [query])

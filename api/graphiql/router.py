@@ -15,11 +15,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLRequestData
-from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from api import jsoncodec
@@ -75,43 +73,32 @@ class GraphQLEndpoint(GraphQL[Any, None]):
             return await super().get_context(request, response)
         return await self.context_getter(request)
 
-    async def execute_single(
-        self,
-        request: Request,
-        request_adapter: Any,
-        sub_response: Any,
-        context: Any,
-        root_value: Any,
-        request_data: GraphQLRequestData,
-    ) -> ExecutionResult:
-        """A query text that a plan has answered before is answered by its plan again,
-        without Strawberry's parse, validation and extension hooks (api/graphql/plans.py,
-        `Plans.answer`: the query limits and the operation's log line still apply);
-        anything else, and anything the plan gives way on, goes through Strawberry."""
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A POSTed query text that a plan has answered before is answered by its plan
+        again (`Plans.answer`, api/graphql/plans.py: the query limits and the operation's
+        log line still apply), without Strawberry's HTTP view, parse, validation and
+        extension hooks; anything else, and anything the plan gives way on, goes
+        through Strawberry with the body as it came."""
         plans = getattr(self.schema, "plans", None)
-        if (
-            plans is not None
-            and isinstance(context, RequestContext)
-            and isinstance(request_data.query, str)
-            and (request_adapter.method == "POST" or self.allow_queries_via_get)
-        ):
-            result = await plans.answer(
-                self.schema._schema,  # type: ignore[attr-defined]
-                request_data.query,
-                request_data.operation_name,
-                request_data.variables,
-                context,
-            )
-            if result is not None:
-                return ExecutionResult(data=result.data, errors=None)
-        return await super().execute_single(
-            request=request,
-            request_adapter=request_adapter,
-            sub_response=sub_response,
-            context=context,
-            root_value=root_value,
-            request_data=request_data,
-        )
+        if scope["type"] == "http" and scope["method"] == "POST" and plans is not None:
+            body, receive = await _read_body(receive)
+            request = None if body is None else _planned_request(scope, body)
+            if request is not None:
+                context = await self.get_context(Request(scope, receive), None)
+                if isinstance(context, RequestContext):
+                    result = await plans.answer(
+                        self.schema._schema,  # type: ignore[attr-defined]
+                        *request,
+                        context,
+                    )
+                    if result is not None:
+                        response = Response(
+                            self.encode_json({"data": result.data}),
+                            media_type="application/json",
+                        )
+                        await response(scope, receive, send)
+                        return
+        await super().__call__(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
         """Parse a request body; anything json.loads refuses is a malformed body (400).
@@ -155,6 +142,56 @@ class GraphQLEndpoint(GraphQL[Any, None]):
         # API keys (api/security/auth.py): the key travels in connection_init's payload.
         await authenticate_ws(context)
         return await super().on_ws_connect(context)
+
+
+async def _read_body(receive: Receive) -> tuple[bytes | None, Receive]:
+    """The request body (None when the client left first), and a receive that hands
+    out the same messages again. The security middleware has bounded the body's size."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    replay = list(messages)
+
+    async def replayed() -> Message:
+        return replay.pop(0) if replay else await receive()
+
+    if messages[-1]["type"] != "http.request":
+        return None, replayed
+    return b"".join(m.get("body", b"") for m in messages), replayed
+
+
+_STREAMING = ("multipart/mixed", "text/event-stream")
+
+
+def _planned_request(
+    scope: Scope, body: bytes
+) -> tuple[str, str | None, dict[str, Any] | None] | None:
+    """(query, operationName, variables) of a plain JSON GraphQL POST that Strawberry
+    would answer with a plain JSON response; None for anything else (a batch, another
+    content type, a streaming Accept header, fields of unexpected types)."""
+    content_type = accept = ""
+    for key, value in scope["headers"]:
+        if key == b"content-type":
+            content_type = value.decode("latin-1").split(";")[0].strip().lower()
+        elif key == b"accept":
+            accept = value.decode("latin-1").lower()
+    if content_type != "application/json" or any(s in accept for s in _STREAMING):
+        return None
+    try:
+        data = jsoncodec.loads(body)
+    except (RecursionError, ValueError):
+        return None
+    if type(data) is not dict:
+        return None
+    query, name, variables = data.get("query"), data.get("operationName"), data.get("variables")
+    if type(query) is not str or not (name is None or type(name) is str):
+        return None
+    if not (variables is None or type(variables) is dict):
+        return None
+    return query, name, variables
 
 
 def graphql_routes(endpoint: GraphQLEndpoint, path: str = "/graphql") -> list[BaseRoute]:
