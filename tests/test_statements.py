@@ -18,6 +18,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from api.store.records import for_ids
 from tests.conftest import GraphQLClient, StatementLog
 from tests.helpers import append, create_context, fork, user
 
@@ -262,3 +266,38 @@ async def test_statement_counts_per_operation(
     print("\nstatements per operation:")  # noqa: T201
     for label, n in figures.items():
         print(f"  {n}  {label}")  # noqa: T201
+
+
+def test_one_context_id_is_written_as_a_one_element_array() -> None:
+    sql = "SELECT 1 FROM contexts c WHERE c.id = ANY(CAST(:ids AS uuid[]) || x) OR c.id = ANY(:ids)"
+    one, params = for_ids(sql, {"ids": ["a"], "lim": 3})
+    assert one == (
+        "SELECT 1 FROM contexts c WHERE c.id = ANY(ARRAY[CAST(:id AS uuid)] || x)"
+        " OR c.id = ANY(ARRAY[CAST(:id AS uuid)])"
+    )
+    assert params == {"id": "a", "lim": 3}
+    assert for_ids(sql, {"ids": ["a", "b"]}) == (sql, {"ids": ["a", "b"]})
+    assert for_ids(sql, {"ids": ["a"], "id": "b"})[0] == sql  # :id is taken: left alone
+
+
+async def test_a_chat_page_statement_gets_a_generic_plan(
+    client: GraphQLClient, conn: AsyncConnection
+) -> None:
+    """PostgreSQL keeps a prepared chat-page statement on one generic plan, instead of
+    planning it again at every execution (api/store/records.py, for_ids)."""
+    root = await create_context(client, "root", [user(f"m{i}") for i in range(8)])
+    child = await fork(client, root["id"], 4)
+    query = "query($id: ID!) { context(id: $id) { id messages(last: 3) { nodes { id } } } }"
+    for _ in range(8):
+        for cid in (root["id"], child["id"]):
+            await client.data(query, {"id": cid})
+    plans = (
+        await conn.execute(
+            sa.text(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE '%WITH RECURSIVE chain%'"
+            )
+        )
+    ).all()
+    assert plans, "the chat page's statement was not prepared"
+    assert sum(generic for generic, _ in plans) >= 10, plans

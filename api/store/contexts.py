@@ -24,6 +24,7 @@ from api.store.records import (
     MESSAGE_NAMES,
     context_record,
     context_select_list,
+    for_ids,
     statement,
     typed,
 )
@@ -62,8 +63,8 @@ async def contexts_with_parents(
     fetching both at once saves the second round trip (the tree workload: 3
     statements -> 2).
     """
-    sql = f"SELECT {CTX} FROM contexts c WHERE {_WITH_PARENTS}"
-    result = await conn.execute(typed(sql, contexts=True), {"ids": list(ids)})
+    sql, params = for_ids(f"SELECT {CTX} FROM contexts c WHERE {_WITH_PARENTS}", {"ids": list(ids)})
+    result = await conn.execute(typed(sql, contexts=True), params)
     return {row.id: row for row in result}
 
 
@@ -98,6 +99,7 @@ async def contexts_with_pages(
         f"WITH RECURSIVE {history.chain_cte(req.filter.include_inherited)} "
         f"{_CONTEXT_ROWS} UNION ALL {_PAGE_ROWS}({pages}) p"
     )
+    sql, params = for_ids(sql, params)
     stmt = typed(
         sql,
         sa.column("leaf", sa.Uuid),
@@ -129,6 +131,7 @@ async def contexts_with_sibling_forks(
         # contexts first (no group), then each page in order
         " ORDER BY grp NULLS FIRST, probe, created_at, id"
     )
+    sql, params = for_ids(sql, params)
     rows = (await conn.execute(tree.page_statement(sql), params)).all()
     found = {row.id: row for row in rows if row.grp is None}
     parent_ids = {found[i].parent_id for i in ids if i in found and found[i].parent_id}
@@ -285,6 +288,7 @@ async def fork_context(
         f" RETURNING {CTX}"
     )
     params["ids"] = [parent_id]
+    sql, params = for_ids(sql, params)
     return (await conn.execute(typed(sql, contexts=True), params)).one()
 
 

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.store.records import MESSAGE_NAMES, message_select_list, statement, typed
+from api.store.records import MESSAGE_NAMES, for_ids, message_select_list, statement, typed
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +78,18 @@ def chain_cte(include_inherited: bool) -> str:
     )
     if not include_inherited:
         return f"chain AS ({seed})"
+    # The parent by a LATERAL subquery with LIMIT 1 (it is found by primary key, so
+    # the limit changes nothing), which the planner cannot flatten into a join: a
+    # prepared statement's generic plan, chosen after five executions, does not know
+    # how many ids come in and hashed the chain against a sequential scan of every
+    # context at each level (EXPLAIN: 4.1 instead of 1.5 ms per depth-5 chat page).
     return (
         f"chain AS ({seed}"
         " UNION ALL"
         " SELECT ch.leaf, p.id, p.parent_id, p.fork_version, p.created_at,"
         " LEAST(ch.cap, ch.fork_version), ch.created_at"
-        " FROM chain ch JOIN contexts p ON p.id = ch.parent_id)"
+        " FROM chain ch CROSS JOIN LATERAL"
+        " (SELECT * FROM contexts p WHERE p.id = ch.parent_id LIMIT 1) p)"
     )
 
 
@@ -124,6 +130,7 @@ async def history_pages(
     """
     params: dict[str, Any] = {"ids": list(context_ids)}
     sql = f"WITH RECURSIVE {chain_cte(req.filter.include_inherited)} {pages_sql(req, params)}"
+    sql, params = for_ids(sql, params)
     stmt = typed(sql, sa.column("leaf", sa.Uuid), sa.column("part", sa.Integer), messages=True)
     return split_pages(await conn.execute(stmt, params), context_ids, req)
 

@@ -29,8 +29,10 @@ async def ancestors(
         "WITH RECURSIVE up(grp, id, depth) AS ("
         " SELECT c.id, c.parent_id, 1 FROM contexts c"
         " WHERE c.id = ANY(:ids) AND c.parent_id IS NOT NULL"
-        " UNION ALL SELECT up.grp, p.parent_id, up.depth + 1 FROM up"
-        " JOIN contexts p ON p.id = up.id WHERE p.parent_id IS NOT NULL)"
+        " UNION ALL SELECT up.grp, p.parent_id, up.depth + 1 FROM up CROSS JOIN LATERAL"
+        # LATERAL + LIMIT 1: an index probe per level under any plan (history.chain_cte)
+        " (SELECT p.parent_id FROM contexts p WHERE p.id = up.id LIMIT 1) p"
+        " WHERE p.parent_id IS NOT NULL)"
         f" SELECT up.grp, {_CTX} FROM up JOIN contexts c ON c.id = up.id"
         " ORDER BY up.grp, up.depth DESC"
     )
