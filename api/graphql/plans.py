@@ -29,9 +29,16 @@ serializers graphql-core would use. It never writes an error: any exception
 while running a plan (a malformed id, a page size over the limit, a lost
 connection, a null where the schema promises a value) leaves the operation to
 graphql-core, which reports it as it always does. Plans only read, so
-answering the operation again is safe. The schema extension runs after the
-query limits and the other extensions' execute hooks, which see a planned
-operation as any other.
+answering the operation again is safe (a database that fails or times out is
+met twice, so such a request takes up to twice as long to fail).
+
+Two ways in. The first time a text arrives, Strawberry parses and validates it
+and the PlannedReads extension, after the query limits and every other hook,
+answers it by its plan and remembers the text (`Plans.learn`). After that, a
+plain JSON POST of the same text is answered by the GraphQL endpoint through
+`Plans.answer` (api/graphiql/router.py) without Strawberry's view, parse,
+validation or hooks: the query limits for its variables and the operation's
+log line and metrics are applied there.
 """
 
 from __future__ import annotations
