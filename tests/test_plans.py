@@ -23,6 +23,7 @@ from api.app import create_app
 from api.graphql import plans
 from api.graphql.plans import make_plan
 from api.graphql.schema import CtxgraphSchema, build_schema
+from api.security.limits import check_operation
 from tests.conftest import (
     GraphQLClient,
     RollbackConnector,
@@ -320,18 +321,35 @@ async def test_a_text_answered_by_its_plan_skips_strawberry_next_time(
 
 
 async def test_query_limits_apply_to_texts_answered_by_their_plan(
-    conn: AsyncConnection, statements: StatementLog
+    conn: AsyncConnection, statements: StatementLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A known text is checked against the limits for each request's variables,
+    unless no variables could put it over them (then once, when it is learned)."""
+    checks: list[dict[str, Any] | None] = []
+
+    def counted(*args: Any) -> None:
+        checks.append(args[3])
+        check_operation(*args)
+
+    monkeypatch.setattr("api.graphql.plans.check_operation", counted)
     app = create_app(test_settings(max_query_cost=100), connector=RollbackConnector(conn))
     query = "query($n: Int) { contexts(first: $n) { nodes { id } } }"
     async with graphql_client(app) as client:
         await client.data(query, {"n": 5})
-        await client.data(query, {"n": 5})  # known now
+        await client.data(query, {"n": 5})  # known now: 500 objects at worst, checked
+        assert checks == [{"n": 500}, {"n": 5}]
         statements.clear()
         body = await client.execute(query, {"n": 200})
         assert body["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX", body
         assert "CTXGRAPH_MAX_QUERY_COST" in body["errors"][0]["message"]
         assert len(statements) == 0
+
+        checks.clear()
+        small = "query($id: ID!) { context(id: $id) { id messages(last: 20) { nodes { id } } } }"
+        ctx = await create_context(client, "small", [user("m")])
+        for _ in range(3):
+            await client.data(small, {"id": ctx["id"]})
+        assert checks == [{"id": 500}]  # once, when learned: within the limits whatever $id
 
 
 @pytest.mark.parametrize("how", ["batch", "get", "charset", "multipart"])

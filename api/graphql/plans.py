@@ -575,7 +575,8 @@ class Plans:
         self.limits = limits
         self.maxsize = maxsize
         self._plans: dict[tuple[int, str | None], tuple[DocumentNode, Plan | None]] = {}
-        self._known: dict[tuple[str, str | None], tuple[DocumentNode, Plan]] = {}
+        # (document, plan, whether the query limits must be checked per request)
+        self._known: dict[tuple[str, str | None], tuple[DocumentNode, Plan, bool]] = {}
 
     def get(
         self, schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
@@ -590,7 +591,12 @@ class Plans:
         return entry[1]
 
     def learn(
-        self, query: str, operation_name: str | None, document: DocumentNode, plan: Plan
+        self,
+        schema: GraphQLSchema,
+        query: str,
+        operation_name: str | None,
+        document: DocumentNode,
+        plan: Plan,
     ) -> None:
         """`query` parsed into `document`, passed validation, and `plan` answered it.
 
@@ -599,10 +605,31 @@ class Plans:
         """
         if len(self._known) >= self.maxsize:
             self._known.clear()
-        self._known[(query, operation_name)] = (document, plan)
+        known = (document, plan, self._limited(schema, document, plan))
+        self._known[(query, operation_name)] = known
         first = next(d for d in document.definitions if isinstance(d, OperationDefinitionNode))
         if first is plan.operation:
-            self._known[(query, None)] = (document, plan)
+            self._known[(query, None)] = known
+
+    def _limited(self, schema: GraphQLSchema, document: DocumentNode, plan: Plan) -> bool:
+        """Whether some variables could put the operation over the query limits.
+
+        Variables reach the limits only as page sizes (first/last), clamped to
+        max_page_size: an operation within the limits with every variable at that
+        size is within them for any variables, and is not checked again.
+        """
+        if self.limits is None:
+            return False
+        name = plan.operation.name.value if plan.operation.name else None
+        worst = {
+            d.variable.name.value: self.limits.max_page_size
+            for d in plan.operation.variable_definitions or ()
+        }
+        try:
+            check_operation(schema, document, name, worst, self.limits)
+        except Exception:
+            return True
+        return False
 
     async def answer(
         self,
@@ -618,8 +645,8 @@ class Plans:
         known = self._known.get((query, operation_name))
         if known is None:
             return None
-        document, plan = known
-        if self.limits is not None:
+        document, plan, limited = known
+        if limited and self.limits is not None:
             try:
                 check_operation(schema, document, operation_name, variables, self.limits)
             except Exception:
@@ -652,5 +679,5 @@ class PlannedReads(SchemaExtension):
                 if result is not None:
                     ec.result = result
                     if ec.query is not None:
-                        self.plans.learn(ec.query, ec.operation_name, document, plan)
+                        self.plans.learn(schema, ec.query, ec.operation_name, document, plan)
         yield
