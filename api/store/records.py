@@ -5,6 +5,7 @@ Records are SQLAlchemy `Row`s whose attributes are the SQLModel field names
 the 6 KB vector, which no read path needs.
 """
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -140,4 +141,10 @@ def for_ids(sql: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return sql, params
     one = {k: v for k, v in params.items() if k != "ids"}
     one["id"] = ids[0]
-    return _IDS.sub("ARRAY[CAST(:id AS uuid)]", sql), one
+    return _one_id(sql), one
+
+
+@functools.lru_cache(maxsize=256)
+def _one_id(sql: str) -> str:
+    # a handful of statement texts, each rewritten once (the regex takes tens of us)
+    return _IDS.sub("ARRAY[CAST(:id AS uuid)]", sql)
