@@ -87,7 +87,7 @@ from api.graphql.types import (
     tree_page_request,
 )
 from api.security.http import record_operation
-from api.security.limits import QueryLimits, check_operation
+from api.security.limits import QueryLimits, check_operation, select_operation
 from api.store import contexts as store
 from api.store.history import HistoryFilter
 from api.store.inputs import parse_id
@@ -191,11 +191,8 @@ class _Planner:
     """Makes the plan of one operation; each method answers None for a shape it does
     not know."""
 
-    def __init__(self, schema: GraphQLSchema, document: DocumentNode) -> None:
-        self.schema = schema
-        self.fragments = {
-            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-        }
+    def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
+        self.fragments = fragments
         # the fields a plan loads, with their definition (arguments are bound per request)
         self.loads: dict[str, tuple[FieldNode, GraphQLField]] = {}
 
@@ -220,15 +217,21 @@ class _Planner:
             out.append((response_name, field_node, field))
         return out
 
+    def fields_of(
+        self, node: FieldNode, field: GraphQLField
+    ) -> tuple[GraphQLObjectType, list[tuple[str, FieldNode, GraphQLField | None]]] | None:
+        """The object type of a field's values and the fields selected on it."""
+        type_ = _object_type(field)
+        selection = self.selection(node.selection_set, type_) if type_ is not None else None
+        return None if type_ is None or selection is None else (type_, selection)
+
     def plain(self, node: FieldNode, field: GraphQLField) -> tuple[Selection, str] | None:
         """An object (or list of objects) of which every selected field is a column or
         __typename: how to read them, and the type's name."""
-        named = _object_type(field)
-        if named is None:
+        found = self.fields_of(node, field)
+        if found is None:
             return None
-        selection = self.selection(node.selection_set, named)
-        if selection is None:
-            return None
+        named, selection = found
         plains: Selection = []
         for response_name, field_node, sub in selection:
             plain = None if sub is None else plain_field(sub)
@@ -239,10 +242,10 @@ class _Planner:
 
     def connection(self, node: FieldNode, field: GraphQLField, with_total: bool) -> Write | None:
         """nodes, edges, pageInfo (and totalCount when the page knows it) of a page."""
-        type_ = _object_type(field)
-        selection = self.selection(node.selection_set, type_) if type_ is not None else None
-        if type_ is None or selection is None:
+        found = self.fields_of(node, field)
+        if found is None:
             return None
+        type_, selection = found
         writers: list[tuple[str, Write]] = []
         for response_name, field_node, sub in selection:
             write: Write | None = None
@@ -266,10 +269,10 @@ class _Planner:
         return _object(writers)
 
     def edges(self, node: FieldNode, field: GraphQLField) -> Write | None:
-        edge = _object_type(field)
-        selection = self.selection(node.selection_set, edge) if edge is not None else None
-        if edge is None or selection is None:
+        found = self.fields_of(node, field)
+        if found is None:
             return None
+        edge, selection = found
         parts: list[tuple[str, tuple[str, Any]]] = []  # (response name, (what, how))
         for response_name, field_node, sub in selection:
             if sub is None:
@@ -331,15 +334,12 @@ def make_plan(
     schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
 ) -> Plan | None:
     """The plan of a validated document's operation, or None when it has no plan."""
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name is not None:
-        operations = [o for o in operations if o.name and o.name.value == operation_name]
-    if len(operations) != 1:
-        return None
-    operation = operations[0]
+    operation, fragments = select_operation(document, operation_name)
+    if operation is None:
+        return None  # missing or ambiguous: graphql-core says so
     if operation.operation is not OperationType.QUERY or operation.directives:
         return None
-    planner = _Planner(schema, document)
+    planner = _Planner(fragments)
     query = schema.query_type
     root = planner.selection(operation.selection_set, query) if query is not None else None
     if root is None or len(root) != 1:
