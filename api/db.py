@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
 from api import jsoncodec
 from api.settings import Settings
+from api.store import direct
 
 log = logging.getLogger("ctxgraph.db")
 
@@ -153,7 +154,14 @@ def count_statements(engine: AsyncEngine, sink: Callable[[str], None]) -> Callab
         sink(args[2])
 
     event.listen(engine.sync_engine, "before_cursor_execute", before_cursor_execute)
-    return lambda: event.remove(engine.sync_engine, "before_cursor_execute", before_cursor_execute)
+    # statements the planned reads send straight to asyncpg (api/store/direct.py)
+    undo_direct = direct.listen(engine.sync_engine, sink)
+
+    def undo() -> None:
+        event.remove(engine.sync_engine, "before_cursor_execute", before_cursor_execute)
+        undo_direct()
+
+    return undo
 
 
 class Connector(Protocol):

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.errors import BadUserInput
 from api.store import history, tree
+from api.store.direct import Reads
 from api.store.guards import context_deleted, context_not_found, live_context_state
 from api.store.history import HistoryPage, HistoryPageRequest, history_totals_at_sql
 from api.store.inputs import NewMessage
@@ -54,9 +55,7 @@ _PARENT_IDS = (
 _WITH_PARENTS = f"c.id = ANY(CAST(:ids AS uuid[]) || {_PARENT_IDS})"
 
 
-async def contexts_with_parents(
-    conn: AsyncConnection, ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, Row[Any]]:
+async def contexts_with_parents(conn: Reads, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Row[Any]]:
     """Context records by id, and the records of their parents, in one statement.
 
     A fork is rarely read without its parent (the tree of a chat, "forked from"):
@@ -84,7 +83,7 @@ _PAGE_ROWS = (
 
 
 async def contexts_with_pages(
-    conn: AsyncConnection, ids: Sequence[uuid.UUID], req: HistoryPageRequest
+    conn: Reads, ids: Sequence[uuid.UUID], req: HistoryPageRequest
 ) -> tuple[dict[uuid.UUID, Row[Any]], dict[uuid.UUID, HistoryPage]]:
     """`contexts_with_parents` and `history.history_pages` of the same ids, in one
     statement: a chat page (a context with its newest messages) is one round trip,
@@ -118,7 +117,7 @@ async def contexts_with_pages(
 
 
 async def contexts_with_sibling_forks(
-    conn: AsyncConnection, ids: Sequence[uuid.UUID], req: TreePageRequest
+    conn: Reads, ids: Sequence[uuid.UUID], req: TreePageRequest
 ) -> tuple[dict[uuid.UUID, Row[Any]], dict[uuid.UUID, TreePage]]:
     """`contexts_with_parents` and a page of each parent's forks (the context's
     siblings, itself included: a chat's branch switcher) in one statement; the pages
@@ -361,7 +360,7 @@ _PAGE, _AT_OR_BEFORE_AFTER, _AT_OR_AFTER_BEFORE = 0, 1, 2
 
 
 async def list_contexts(
-    conn: AsyncConnection,
+    conn: Reads,
     f: ContextListFilter,
     field: OrderField,
     descending: bool,

@@ -1,0 +1,130 @@
+"""Reads sent straight to the asyncpg connection under a SQLAlchemy one.
+
+`DirectReads(conn)` speaks the part of `AsyncConnection` the store's read functions
+use (`await execute(statement, params)`, then iterate, index or `.all()` the rows)
+and answers with the same SQLAlchemy `Row`s, but runs the statement with asyncpg's
+own `fetch` on the connection SQLAlchemy checked out: same connection, same
+transaction, same statement timeout.
+
+Why: the store's statements are text built once per shape (`records.statement`,
+`records.typed`); SQLAlchemy's async execute path around them (a greenlet hop, the
+compiled-cache lookup, the cursor adapter, result metadata) cost ~0.6 ms of the
+~0.9 ms of server CPU a sidebar statement took, asyncpg's fetch ~0.25 ms
+(`bench/README.md`, "Optimizations"). Translating a statement to asyncpg's numbered
+parameters is done once per statement object, by SQLAlchemy's own compiler.
+
+Only what is the same either way takes this path: text statements whose bind
+parameters carry no type (so SQLAlchemy would pass the values through unchanged)
+and whose result columns need no processing by SQLAlchemy (asyncpg decodes uuid,
+timestamps and JSONB itself: the dialect installs the JSON codecs on connect).
+Anything else is handed to SQLAlchemy as before.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, Row
+from sqlalchemy.engine.result import result_tuple
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.pool import Pool
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.selectable import TextualSelect
+from sqlalchemy.sql.sqltypes import NullType
+
+# Who wants to see every statement (tests and the benchmark count them): SQLAlchemy's
+# before_cursor_execute does not fire for these, so api.db.count_statements adds its
+# sink here too. By pool: an engine with other execution options shares its parent's.
+_SINKS: weakref.WeakKeyDictionary[Pool, list[Callable[[str], None]]] = weakref.WeakKeyDictionary()
+
+
+def listen(engine: Engine, sink: Callable[[str], None]) -> Callable[[], None]:
+    """Call `sink(sql)` for every statement run directly on `engine`'s connections."""
+    sinks = _SINKS.setdefault(engine.pool, [])
+    sinks.append(sink)
+    return lambda: sinks.remove(sink)
+
+
+class _Compiled:
+    """A statement as asyncpg takes it: numbered SQL, parameter names in order, and a
+    Row factory made on the first rows (their column names)."""
+
+    __slots__ = ("sql", "names", "make_row")
+
+    def __init__(self, sql: str, names: Sequence[str]) -> None:
+        self.sql = sql
+        self.names = tuple(names)
+        self.make_row: Callable[[Sequence[Any]], Row[Any]] | None = None
+
+
+# By statement object: records.statement/typed hand out one object per text, so this
+# holds as many entries as there are statement shapes (None: not for this path).
+_COMPILED: weakref.WeakKeyDictionary[Any, _Compiled | None] = weakref.WeakKeyDictionary()
+
+
+def _compile(stmt: Any, dialect: sa.Dialect) -> _Compiled | None:
+    if isinstance(stmt, TextualSelect):
+        if any(
+            c.type.dialect_impl(dialect).result_processor(dialect, None) is not None
+            for c in stmt.selected_columns
+        ):
+            return None
+    elif not isinstance(stmt, TextClause):
+        return None
+    compiled = stmt.compile(dialect=dialect)
+    if compiled.positiontup is None or any(
+        not isinstance(b.type, NullType) for b in compiled.binds.values()
+    ):
+        return None
+    return _Compiled(compiled.string, compiled.positiontup)
+
+
+class Rows:
+    """The rows of one statement, as much of SQLAlchemy's Result as the store uses."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[Row[Any]]) -> None:
+        self._rows = rows
+
+    def __iter__(self) -> Iterator[Row[Any]]:
+        return iter(self._rows)
+
+    def all(self) -> list[Row[Any]]:
+        return self._rows
+
+
+class DirectReads:
+    """Read statements of the store on `conn`'s asyncpg connection (module docstring)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def execute(self, stmt: Any, params: dict[str, Any] | None = None) -> Rows:
+        conn = self._conn
+        try:
+            compiled = _COMPILED[stmt]
+        except KeyError:
+            compiled = _COMPILED[stmt] = _compile(stmt, conn.dialect)
+        driver = None if compiled is None else (await conn.get_raw_connection()).driver_connection
+        if compiled is None or driver is None:
+            return Rows(list((await conn.execute(stmt, params)).all()))
+        values = params or {}
+        for sink in _SINKS.get(conn.sync_engine.pool, ()):
+            sink(compiled.sql)
+        records = await driver.fetch(compiled.sql, *[values[n] for n in compiled.names])
+        if not records:
+            return Rows([])
+        make_row = compiled.make_row
+        if make_row is None:
+            make_row = compiled.make_row = result_tuple(list(records[0].keys()))
+        return Rows([make_row(tuple(r)) for r in records])
+
+
+Reads = AsyncConnection | DirectReads
+"""What the store's read functions that planned reads call take."""

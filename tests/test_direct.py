@@ -1,0 +1,113 @@
+"""api/store/direct.py: the store's reads straight on asyncpg give SQLAlchemy's rows.
+
+The planned reads (tests/test_plans.py) run on this path end to end, and their
+statement counts (tests/test_statements.py) come through its sinks. Here the
+adapter itself: for the statements it takes, the same rows with the same value
+types as SQLAlchemy's execute; the statements it must not take (a type SQLAlchemy
+converts) still answered by SQLAlchemy; every statement reported to the counters.
+"""
+
+from __future__ import annotations
+
+import pickle
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from api.store import contexts as store
+from api.store import direct, tree
+from api.store.direct import DirectReads
+from api.store.history import HistoryFilter, HistoryPageRequest
+from api.store.records import statement, typed
+from tests.conftest import GraphQLClient, StatementLog
+from tests.helpers import append, assistant, create_context, fork, user
+
+
+def taken(stmt: Any) -> bool:
+    """Did `stmt` run on asyncpg directly (else: through SQLAlchemy)?"""
+    return direct._COMPILED[stmt] is not None
+
+
+def same_rows(direct: list[Any], sa_rows: list[Any]) -> None:
+    assert direct == sa_rows
+    for d, s in zip(direct, sa_rows, strict=True):
+        assert d._fields == s._fields
+        assert [type(v) for v in d] == [type(v) for v in s]
+        assert d._asdict() == s._asdict()
+
+
+async def test_store_reads_give_sqlalchemys_rows(
+    client: GraphQLClient, conn: AsyncConnection
+) -> None:
+    root = await create_context(
+        client, "root", [user("hi"), assistant("hello")], metadata={"k": ["v", 1.5, None]}
+    )
+    await append(client, root["id"], [user("more")])
+    child = await fork(client, root["id"], 2, name="child")
+    await append(client, child["id"], [user("own")])
+    ids = [uuid.UUID(child["id"])]
+    req = HistoryPageRequest(HistoryFilter(), size=2, backward=True)
+    tree_req = tree.TreePageRequest(tree.TreeQuery(descendants=False), size=5)
+
+    for call in (
+        lambda c: store.contexts_with_parents(c, ids),
+        lambda c: store.contexts_with_pages(c, ids, req),
+        lambda c: store.contexts_with_sibling_forks(c, ids, tree_req),
+    ):
+        via_direct, via_sa = await call(DirectReads(conn)), await call(conn)
+        assert via_direct == via_sa
+    found, pages = await store.contexts_with_pages(DirectReads(conn), ids, req)
+    parent = found[uuid.UUID(root["id"])]
+    assert parent.meta == {"k": ["v", 1.5, None]}
+    assert [r.content for r in pages[ids[0]].rows] == ["hello", "own"]
+
+    # the rows themselves: names, values and their Python types
+    sql = typed(
+        "SELECT c.id AS leaf, 1 AS part, c.metadata AS meta, c.created_at AS at"
+        " FROM contexts c WHERE c.id = ANY(CAST(:ids AS uuid[])) ORDER BY c.created_at",
+        sa.column("leaf", sa.Uuid),
+        sa.column("part", sa.Integer),
+        sa.column("meta", sa.JSON),
+        sa.column("at", sa.DateTime(timezone=True)),
+    )
+    params = {"ids": [uuid.UUID(root["id"]), uuid.UUID(child["id"])]}
+    direct_rows = (await DirectReads(conn).execute(sql, params)).all()
+    sa_rows = list((await conn.execute(sql, params)).all())
+    assert len(direct_rows) == 2
+    same_rows(direct_rows, sa_rows)
+    assert taken(sql)
+    # an untyped text statement, a parameter used twice, no rows
+    twice = statement("SELECT CAST(:n AS int) + CAST(:n AS int) AS two, :s AS s")
+    same_rows(
+        (await DirectReads(conn).execute(twice, {"n": 21, "s": "x"})).all(),
+        list((await conn.execute(twice, {"n": 21, "s": "x"})).all()),
+    )
+    none = statement("SELECT id FROM contexts WHERE false")
+    assert (await DirectReads(conn).execute(none)).all() == []
+
+
+async def test_types_sqlalchemy_converts_stay_with_sqlalchemy(conn: AsyncConnection) -> None:
+    """A result type SQLAlchemy processes (here: unpickling) or a typed bind parameter
+    would come back different from asyncpg: those statements go to SQLAlchemy."""
+    value = {"a": (1, 2)}
+    pickled = typed("SELECT CAST(:v AS bytea) AS x", sa.column("x", sa.PickleType), messages=False)
+    rows = (await DirectReads(conn).execute(pickled, {"v": pickle.dumps(value)})).all()
+    assert [r.x for r in rows] == [value]
+    assert not taken(pickled)
+    bound = sa.text("SELECT CAST(:v AS bytea) AS x").bindparams(
+        sa.bindparam("v", type_=sa.PickleType)
+    )
+    rows = (await DirectReads(conn).execute(bound, {"v": value})).all()
+    assert [pickle.loads(r.x) for r in rows] == [value]
+    assert not taken(bound)
+
+
+async def test_direct_statements_are_counted(
+    conn: AsyncConnection, statements: StatementLog
+) -> None:
+    stmt = statement("SELECT 1 AS one")
+    statements.clear()
+    assert [r.one for r in (await DirectReads(conn).execute(stmt)).all()] == [1]
+    assert [" ".join(s.split()) for s in statements.statements] == ["SELECT 1 AS one"]
