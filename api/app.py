@@ -21,7 +21,13 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from api.db import Connector, Database, DatabaseConfigError, redact
 from api.embeddings import EmbeddingProvider, background_embeddings
-from api.graphiql import GraphQLEndpoint, default_assets, graphql_routes, mount_graphiql_assets
+from api.graphiql import (
+    GraphQLEndpoint,
+    GraphQLPosts,
+    default_assets,
+    graphql_routes,
+    mount_graphiql_assets,
+)
 from api.graphql.context import RequestContext
 from api.graphql.schema import build_schema
 from api.metrics import Metrics
@@ -119,6 +125,8 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
         max_subscriptions_per_connection=2 * settings.subscriptions_per_connection,
     )
     app.router.routes.extend(graphql_routes(graphql))
+    # added first, so innermost: inside the persisted-query and security middlewares
+    app.add_middleware(GraphQLPosts, endpoint=graphql)
 
     # --- persisted queries: APQ and the trusted-documents allowlist, an ASGI
     # middleware that rewrites /graphql requests before Strawberry sees them.

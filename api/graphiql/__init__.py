@@ -18,6 +18,7 @@ from api.graphiql.assets import (
 from api.graphiql.router import (
     ASSET_PATH,
     GraphQLEndpoint,
+    GraphQLPosts,
     graphql_routes,
     mount_graphiql_assets,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "AssetState",
     "GraphiQLAssets",
     "GraphQLEndpoint",
+    "GraphQLPosts",
     "VendorAsset",
     "default_assets",
     "graphql_routes",
