@@ -104,6 +104,40 @@ async def test_request_id_and_one_access_line_per_request(
     assert "nameContains" not in caplog.text
 
 
+async def test_an_exception_escaping_the_endpoint_is_a_masked_500(
+    conn: AsyncConnection, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /graphql skips the router (GraphQLPosts): whatever escapes the endpoint
+    still meets the security middlewares, and the 500 carries the request id."""
+    from api.graphiql import GraphQLEndpoint
+
+    async def explode(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("endpoint failed: password=hunter2")
+
+    monkeypatch.setattr(GraphQLEndpoint, "__call__", explode)
+    caplog.set_level(logging.INFO, logger="ctxgraph.access")
+    app = create_app(test_settings(), connector=RollbackConnector(conn))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.post(
+            "/graphql", json={"query": "{ __typename }"}, headers={"x-request-id": "boom.1"}
+        )
+    assert response.status_code == 500
+    assert "hunter2" not in response.text
+    assert response.json() == {
+        "errors": [
+            {
+                "message": "Internal server error (request id boom.1).",
+                "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+            }
+        ]
+    }
+    assert response.headers["x-request-id"] == "boom.1"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    [line] = access_lines(caplog)
+    assert (line["request_id"], line["status"], line["path"]) == ("boom.1", 500, "/graphql")
+
+
 async def test_security_headers(conn: AsyncConnection) -> None:
     async with rollback_http(conn, api_keys="k" * 20, max_body_bytes=2048) as http:
         page = await http.get("/graphql", headers={"accept": "text/html"})

@@ -112,6 +112,17 @@ class RequestLogMiddleware:
             self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception:
+            if status == 0 and scope["type"] == "http":
+                # Nothing was sent: answer the masked 500 here, inside this layer, so
+                # it carries the request id (and the security headers) a client needs
+                # to report it. Re-raised: the server still logs the traceback.
+                for message in _simple_response(500, _internal_error(request_id)):
+                    if message["type"] == "http.response.start":
+                        message["headers"] += SECURITY_HEADERS
+                    await send_wrapper(message)
+            status = status or 500
+            raise
         except BaseException:
             status = status or 500
             raise
@@ -193,6 +204,15 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
+
+
+def _internal_error(request_id: str) -> bytes:
+    """The body of a 500 nothing else answered: GraphQL's masked error (api/graphql/errors)."""
+    error = {
+        "message": f"Internal server error (request id {request_id}).",
+        "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+    }
+    return json.dumps({"errors": [error]}, separators=(",", ":")).encode()
 
 
 def _simple_response(status: int, body: bytes) -> tuple[Message, Message]:
