@@ -15,10 +15,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.selectable import TextualSelect
 
 from api.store import contexts as store
 from api.store import direct, tree
-from api.store.direct import DirectReads
+from api.store.direct import Direct
 from api.store.history import HistoryFilter, HistoryPageRequest
 from api.store.records import statement, typed
 from tests.conftest import GraphQLClient, StatementLog
@@ -56,9 +57,9 @@ async def test_store_reads_give_sqlalchemys_rows(
         lambda c: store.contexts_with_pages(c, ids, req),
         lambda c: store.contexts_with_sibling_forks(c, ids, tree_req),
     ):
-        via_direct, via_sa = await call(DirectReads(conn)), await call(conn)
+        via_direct, via_sa = await call(Direct(conn)), await call(conn)
         assert via_direct == via_sa
-    found, pages = await store.contexts_with_pages(DirectReads(conn), ids, req)
+    found, pages = await store.contexts_with_pages(Direct(conn), ids, req)
     parent = found[uuid.UUID(root["id"])]
     assert parent.meta == {"k": ["v", 1.5, None]}
     assert [r.content for r in pages[ids[0]].rows] == ["hello", "own"]
@@ -73,7 +74,7 @@ async def test_store_reads_give_sqlalchemys_rows(
         sa.column("at", sa.DateTime(timezone=True)),
     )
     params = {"ids": [uuid.UUID(root["id"]), uuid.UUID(child["id"])]}
-    direct_rows = (await DirectReads(conn).execute(sql, params)).all()
+    direct_rows = (await Direct(conn).execute(sql, params)).all()
     sa_rows = list((await conn.execute(sql, params)).all())
     assert len(direct_rows) == 2
     same_rows(direct_rows, sa_rows)
@@ -81,11 +82,11 @@ async def test_store_reads_give_sqlalchemys_rows(
     # an untyped text statement, a parameter used twice, no rows
     twice = statement("SELECT CAST(:n AS int) + CAST(:n AS int) AS two, :s AS s")
     same_rows(
-        (await DirectReads(conn).execute(twice, {"n": 21, "s": "x"})).all(),
+        (await Direct(conn).execute(twice, {"n": 21, "s": "x"})).all(),
         list((await conn.execute(twice, {"n": 21, "s": "x"})).all()),
     )
     none = statement("SELECT id FROM contexts WHERE false")
-    assert (await DirectReads(conn).execute(none)).all() == []
+    assert (await Direct(conn).execute(none)).all() == []
 
 
 async def test_types_sqlalchemy_converts_stay_with_sqlalchemy(conn: AsyncConnection) -> None:
@@ -93,13 +94,13 @@ async def test_types_sqlalchemy_converts_stay_with_sqlalchemy(conn: AsyncConnect
     would come back different from asyncpg: those statements go to SQLAlchemy."""
     value = {"a": (1, 2)}
     pickled = typed("SELECT CAST(:v AS bytea) AS x", sa.column("x", sa.PickleType), messages=False)
-    rows = (await DirectReads(conn).execute(pickled, {"v": pickle.dumps(value)})).all()
+    rows = (await Direct(conn).execute(pickled, {"v": pickle.dumps(value)})).all()
     assert [r.x for r in rows] == [value]
     assert not taken(pickled)
     bound = sa.text("SELECT CAST(:v AS bytea) AS x").bindparams(
         sa.bindparam("v", type_=sa.PickleType)
     )
-    rows = (await DirectReads(conn).execute(bound, {"v": value})).all()
+    rows = (await Direct(conn).execute(bound, {"v": value})).all()
     assert [pickle.loads(r.x) for r in rows] == [value]
     assert not taken(bound)
 
@@ -109,5 +110,24 @@ async def test_direct_statements_are_counted(
 ) -> None:
     stmt = statement("SELECT 1 AS one")
     statements.clear()
-    assert [r.one for r in (await DirectReads(conn).execute(stmt)).all()] == [1]
+    assert [r.one for r in (await Direct(conn).execute(stmt)).all()] == [1]
     assert [" ".join(s.split()) for s in statements.statements] == ["SELECT 1 AS one"]
+
+
+async def test_an_append_without_client_ids_runs_directly(client: GraphQLClient) -> None:
+    """The append's one statement goes straight to asyncpg; with client ids (whose
+    unique violation is caught as SQLAlchemy's IntegrityError) it stays with SQLAlchemy."""
+    chat = await create_context(client, "appends")
+    await append(client, chat["id"], [user("one")])
+    await append(client, chat["id"], [user("two", id=str(uuid.uuid4()))])
+
+    def runs(kind: str) -> list[bool]:
+        return [
+            compiled is not None
+            for stmt, compiled in list(direct._COMPILED.items())
+            if isinstance(stmt, TextualSelect) and str(stmt).startswith(kind)
+        ]
+
+    taken = runs("WITH bumped AS")  # every shape so far (the cache is per process)
+    assert taken and all(taken)
+    assert runs("WITH existing AS") == []  # never offered to Direct

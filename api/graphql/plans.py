@@ -89,7 +89,7 @@ from api.graphql.types import (
 from api.security.http import record_operation
 from api.security.limits import QueryLimits, check_operation, select_operation
 from api.store import contexts as store
-from api.store.direct import DirectReads
+from api.store.direct import Direct
 from api.store.history import HistoryFilter
 from api.store.inputs import parse_id
 from api.store.tree import TreeQuery
@@ -493,7 +493,7 @@ async def _load_context(
     loaded: Loaded = {}
     page, parent, forks = (plan.loads.get(k) for k in ("page", "parent", "forks"))
     async with ctx.db.read() as sa_conn:
-        conn = DirectReads(sa_conn)
+        conn = Direct(sa_conn)
         if page is not None:
             args = _arguments(page, values)
             req = history_page_request(

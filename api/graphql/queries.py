@@ -22,7 +22,7 @@ from api.graphql.types import (
 )
 from api.store import contexts as store
 from api.store import pagination
-from api.store.direct import DirectReads
+from api.store.direct import Direct
 from api.store.inputs import Limits, check_metadata, check_text, parse_id
 
 CONTEXT_LIST_CURSOR = "c"
@@ -111,7 +111,7 @@ async def context_list(
     field: store.OrderField = order_by.field.value
     async with ctx.db.read() as conn:
         rows, has_next, has_previous = await store.list_contexts(
-            DirectReads(conn),
+            Direct(conn),
             list_filter,
             field,
             order_by.direction == OrderDirection.DESC,

@@ -1,6 +1,7 @@
-"""Reads sent straight to the asyncpg connection under a SQLAlchemy one.
+"""Statements sent straight to the asyncpg connection under a SQLAlchemy one: the
+reads of planned requests (chat page, tree, contexts list) and an append.
 
-`DirectReads(conn)` speaks the part of `AsyncConnection` the store's read functions
+`Direct(conn)` speaks the part of `AsyncConnection` those store functions
 use (`await execute(statement, params)`, then iterate, index or `.all()` the rows)
 and answers with the same SQLAlchemy `Row`s, but runs the statement with asyncpg's
 own `fetch` on the connection SQLAlchemy checked out: same connection, same
@@ -17,7 +18,9 @@ Only what is the same either way takes this path: text statements whose bind
 parameters carry no type (so SQLAlchemy would pass the values through unchanged)
 and whose result columns need no processing by SQLAlchemy (asyncpg decodes uuid,
 timestamps and JSONB itself: the dialect installs the JSON codecs on connect).
-Anything else is handed to SQLAlchemy as before.
+Anything else is handed to SQLAlchemy as before. Errors are asyncpg's own
+(api/security/failures.py classifies both kinds by SQLSTATE), so a caller that
+catches SQLAlchemy's exception classes keeps SQLAlchemy's path.
 """
 
 from __future__ import annotations
@@ -97,8 +100,8 @@ class Rows:
         return self._rows
 
 
-class DirectReads:
-    """Read statements of the store on `conn`'s asyncpg connection (module docstring)."""
+class Direct:
+    """Statements of the store on `conn`'s asyncpg connection (module docstring)."""
 
     __slots__ = ("_conn",)
 
@@ -126,5 +129,5 @@ class DirectReads:
         return Rows([make_row(tuple(r)) for r in records])
 
 
-Reads = AsyncConnection | DirectReads
-"""What the store's read functions that planned reads call take."""
+Reads = AsyncConnection | Direct
+"""What the store's functions that planned reads call take."""

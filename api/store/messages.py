@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.errors import BadUserInput, NotFound, VersionConflict
+from api.store.direct import Direct
 from api.store.guards import context_deleted, live_context_state
 from api.store.inputs import NewMessage
 from api.store.notify import CHANNEL
@@ -160,7 +161,11 @@ async def append_messages(
             f"WITH {inserted} SELECT i.* FROM inserted i CROSS JOIN notified", messages=True
         )
     try:
-        rows = list(await conn.execute(stmt, params))
+        # Without client ids nothing can collide (the ids are made by PostgreSQL):
+        # straight to asyncpg (api/store/direct.py); with them, a concurrent batch's
+        # id is SQLAlchemy's IntegrityError below.
+        runner = conn if ids else Direct(conn)
+        rows = list(await runner.execute(stmt, params))
     except IntegrityError as exc:
         if "pk_messages" in str(exc.orig):
             # Only an id taken concurrently by an append to another context gets here.
