@@ -129,5 +129,6 @@ async def test_an_append_without_client_ids_runs_directly(client: GraphQLClient)
         ]
 
     taken = runs("WITH bumped AS")  # every shape so far (the cache is per process)
-    assert taken and all(taken)
+    assert taken
+    assert all(taken)
     assert runs("WITH existing AS") == []  # never offered to Direct
