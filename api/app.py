@@ -95,8 +95,17 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
             await realtime.stop()
             await db.close()
 
+    # FastAPI's own OpenTelemetry looks up the three global providers on every
+    # request to see whether any is configured: ~2% of a planned read's CPU
+    # (py-spy, python -m bench.inproc sidebar), opt-in (CTXGRAPH_OPENTELEMETRY).
+    otel = settings.opentelemetry
     app = FastAPI(
-        title="ctxgraph", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+        title="ctxgraph",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        telemetry={"tracing": otel, "metrics": otel, "logs": otel},
     )
     app.state.embeddings = embeddings
     if connector is not None:

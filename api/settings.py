@@ -209,6 +209,12 @@ class Settings(BaseSettings):
         default=True,
         description="Serve Prometheus metrics at /metrics (behind the API keys when set).",
     )
+    opentelemetry: bool = Field(
+        default=False,
+        description="FastAPI's native OpenTelemetry spans, metrics and logs through the "
+        "global providers you configure (opentelemetry-sdk). Off: not even a per-request "
+        "look at the providers; /metrics and the access log do not depend on it.",
+    )
 
     log_level: str = Field(
         default="INFO", description="Server log level (DEBUG, INFO, WARNING, ERROR)."

@@ -422,3 +422,31 @@ async def test_sigterm_finishes_in_flight_requests(database_url: str) -> None:
         warnings = [line for line in output.splitlines() if "without API keys" in line]
         assert len(warnings) == 1, output
         assert "0.0.0.0" in warnings[0]
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+async def test_fastapi_opentelemetry_is_opt_in(
+    conn: AsyncConnection, monkeypatch: pytest.MonkeyPatch, enabled: bool
+) -> None:
+    """CTXGRAPH_OPENTELEMETRY: FastAPI's native spans come from a configured global
+    tracer provider only when asked for."""
+    from opentelemetry import trace
+
+    asked: list[str] = []
+
+    class Provider(trace.TracerProvider):
+        def get_tracer(
+            self,
+            instrumenting_module_name: str,
+            instrumenting_library_version: str | None = None,
+            schema_url: str | None = None,
+            attributes: Any = None,
+        ) -> trace.Tracer:
+            asked.append(instrumenting_module_name)
+            return trace.NoOpTracer()
+
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: Provider())
+    async with rollback_http(conn, opentelemetry=enabled) as http:
+        response = await http.post("/graphql", json={"query": "{ __typename }"})
+    assert response.json() == {"data": {"__typename": "Query"}}
+    assert bool(asked) is enabled
