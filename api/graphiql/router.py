@@ -92,10 +92,10 @@ class GraphQLEndpoint(GraphQL[Any, None]):
                         context,
                     )
                     if result is not None:
-                        response = Response(
-                            self.encode_json({"data": result.data}),
-                            media_type="application/json",
-                        )
+                        answer: dict[str, Any] = {"data": result.data}
+                        if result.errors:  # a planned write that failed (Plan.run)
+                            answer["errors"] = [e.formatted for e in result.errors]
+                        response = Response(self.encode_json(answer), media_type="application/json")
                         await response(scope, receive, send)
                         return
         await super().__call__(scope, receive, send)

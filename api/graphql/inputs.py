@@ -80,8 +80,20 @@ def _leaf_input(cls: type, value: Mapping[str, Any], context: InputContext) -> A
     object, ~95 us a MessageInput (an append of 10: ~1 ms). The result equals that
     conversion's (tests/test_execution.py); lists are copied as it copies them.
     """
+    return from_coerced(cls, value, context.config)
+
+
+_DEFAULT_CONFIG = StrawberryConfig()
+
+
+def from_coerced(
+    cls: type, value: Mapping[str, Any], config: StrawberryConfig = _DEFAULT_CONFIG
+) -> Any:
+    """The input object of type `cls` from a value graphql-core coerced (`_leaf_input`);
+    also for the planned append (api/graphql/plans.py), which coerces the arguments
+    itself."""
     kwargs = {}
-    for graphql, python, is_list in _input_fields(cls, context.config):
+    for graphql, python, is_list in _input_fields(cls, config):
         if graphql in value:
             item = value[graphql]
             kwargs[python] = list(item) if is_list and item is not None else item

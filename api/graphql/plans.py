@@ -1,4 +1,4 @@
-"""Planned reads: the common read shapes answered without graphql-core's field walk.
+"""Planned operations: the common read shapes, and the append, answered without graphql-core.
 
 A chat page, a sidebar and a branch switcher are one statement each (the
 look-ahead, api/graphql/lookahead.py), yet graphql-core still walked their
@@ -13,6 +13,7 @@ variables, runs the one statement and writes the result:
                                            forks(first/after/includeDeleted) { <page> } } }
     context(id) { <plain fields> }
     contexts(first/after/last/before) { <page> }
+    mutation: appendMessages(contextId, messages, expectedVersion) { messages { <plain> } }
 
 where <page> selects nodes, edges { cursor node }, pageInfo and (for messages)
 totalCount, and the objects in it select plain fields only (columns read by
@@ -25,12 +26,20 @@ executes it as always.
 Same answer, by construction and by test (tests/test_plans.py): a plan reads
 through the same store functions and page requests as the resolvers, coerces
 arguments with graphql-core's own functions, and writes values with the
-serializers graphql-core would use. It never writes an error: any exception
-while running a plan (a malformed id, a page size over the limit, a lost
+serializers graphql-core would use. A read plan never writes an error: any
+exception while running it (a malformed id, a page size over the limit, a lost
 connection, a null where the schema promises a value) leaves the operation to
-graphql-core, which reports it as it always does. Plans only read, so
-answering the operation again is safe (a database that fails or times out is
-met twice, so such a request takes up to twice as long to fail).
+graphql-core, which reports it as it always does. Reading again is safe (a
+database that fails or times out is met twice, so such a request takes up to
+twice as long to fail).
+
+A write must not run twice. The append plan checks its arguments as the
+resolver does (any refusal: graphql-core answers, nothing was written), then
+writes once: a refusal by the store (not found, deleted, version conflict),
+which it raises only when nothing was written, is still left to graphql-core;
+any other failure from the write on (a lost connection after the statement
+ran, a null in a written message) is reported by the plan itself, located and
+coded as graphql-core's path would report it (`Plan._commit`).
 
 Two ways in. The first time a text arrives, Strawberry parses and validates it
 and the PlannedReads extension, after the query limits and every other hook,
@@ -44,7 +53,7 @@ log line and metrics are applied there.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,12 +72,15 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    located_error,
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 from strawberry.extensions import SchemaExtension
 from strawberry.types.field import StrawberryField
 
+from api.errors import CtxgraphError
 from api.graphql.context import RequestContext
+from api.graphql.errors import coded
 from api.graphql.execution import (
     FULL_PATH,
     Plain,
@@ -78,6 +90,7 @@ from api.graphql.execution import (
     plain_objects,
     read_plain,
 )
+from api.graphql.inputs import MessageInput, from_coerced, to_new_messages
 from api.graphql.queries import DEFAULT_ORDER, context_list
 from api.graphql.types import (
     history_page_request,
@@ -89,9 +102,10 @@ from api.graphql.types import (
 from api.security.http import record_operation
 from api.security.limits import QueryLimits, check_operation, select_operation
 from api.store import contexts as store
+from api.store import messages as messages_store
 from api.store.direct import Direct
 from api.store.history import HistoryFilter
-from api.store.inputs import parse_id
+from api.store.inputs import check_version, parse_id
 from api.store.tree import TreeQuery
 
 Record = Any
@@ -338,9 +352,13 @@ def make_plan(
     operation, fragments = select_operation(document, operation_name)
     if operation is None:
         return None  # missing or ambiguous: graphql-core says so
-    if operation.operation is not OperationType.QUERY or operation.directives:
+    if operation.directives:
         return None
     planner = _Planner(fragments)
+    if operation.operation is OperationType.MUTATION:
+        return _append_plan(schema, planner, operation)
+    if operation.operation is not OperationType.QUERY:
+        return None
     query = schema.query_type
     root = planner.selection(operation.selection_set, query) if query is not None else None
     if root is None or len(root) != 1:
@@ -364,6 +382,43 @@ def make_plan(
             return None
         return Plan(operation, response_name, (node, field), write, {}, _load_context_list)
     return None
+
+
+_APPEND_ARGUMENTS = frozenset({"contextId", "messages", "expectedVersion"})
+
+
+def _append_plan(
+    schema: GraphQLSchema, planner: _Planner, operation: OperationDefinitionNode
+) -> Plan | None:
+    """appendMessages(contextId, messages[, expectedVersion]) { messages { <plain> } }."""
+    mutation = schema.mutation_type
+    root = planner.selection(operation.selection_set, mutation) if mutation else None
+    if root is None or len(root) != 1:
+        return None
+    ((response_name, node, field),) = root
+    if (
+        field is None
+        or node.name.value != "appendMessages"
+        or not _argument_names(node) <= _APPEND_ARGUMENTS
+        or _has_hooks(field)
+    ):
+        return None
+    found = planner.fields_of(node, field)
+    if found is None:
+        return None
+    payload, selection = found
+    writers: list[tuple[str, Write]] = []
+    for name, field_node, sub in selection:
+        write: Write | None = None
+        if sub is None:
+            write = _constant(payload.name)
+        elif field_node.name.value == "messages" and not field_node.arguments:
+            items = planner.plain(field_node, sub)
+            write = items and _rows(*items)
+        if write is None:
+            return None
+        writers.append((name, write))
+    return Plan(operation, response_name, (node, field), _object(writers), {}, _append)
 
 
 # --- writing -----------------------------------------------------------------------------
@@ -400,14 +455,19 @@ def _nullable(inner: Write) -> Write:
     return lambda source, loaded: None if source is None else inner(source, loaded)
 
 
-def _nodes(selection: Selection, type_name: str) -> Write:
-    def write(page: Page, loaded: Loaded) -> list[Any]:
-        written = plain_objects(selection, type_name, page.rows)
+def _rows(selection: Selection, type_name: str) -> Write:
+    def write(rows: list[Record], loaded: Loaded) -> list[Any]:
+        written = plain_objects(selection, type_name, rows)
         if written is None:
             raise NoAnswer
         return written
 
     return write
+
+
+def _nodes(selection: Selection, type_name: str) -> Write:
+    rows = _rows(selection, type_name)
+    return lambda page, loaded: rows(page.rows, loaded)
 
 
 def _page_info(selection: Selection, type_name: str) -> Write:
@@ -464,6 +524,10 @@ class Plan:
     loads: dict[str, Bound]
     load: Callable[[Plan, RequestContext, VariableValues], Any]
 
+    @property
+    def writes(self) -> bool:
+        return self.operation.operation is OperationType.MUTATION
+
     async def run(
         self, schema: GraphQLSchema, ctx: RequestContext, variables: dict[str, Any] | None
     ) -> ExecutionResult | None:
@@ -474,10 +538,28 @@ class Plan:
             )
             if isinstance(values, list):
                 return None  # graphql-core reports the variables' errors
-            source, loaded = await self.load(self, ctx, values)
-            value = None if source is None else self.write(source, loaded)
+            if self.writes:
+                commit = self.load(self, ctx, values)
+            else:
+                source, loaded = await self.load(self, ctx, values)
+                value = None if source is None else self.write(source, loaded)
+                return ExecutionResult(data={self.response_name: value})
         except Exception:
             return None
+        return await self._commit(commit, ctx)
+
+    async def _commit(
+        self, commit: Callable[[], Awaitable[Any]], ctx: RequestContext
+    ) -> ExecutionResult | None:
+        """Run a write whose inputs were checked, once: never handed to graphql-core
+        again unless the store refused it, which it does before writing anything."""
+        try:
+            value = self.write(await commit(), {})
+        except CtxgraphError:
+            return None  # nothing was written; graphql-core runs it and reports the error
+        except Exception as exc:  # it may have been written: report it here, never retry
+            error = located_error(exc, [self.root[0]], [self.response_name])
+            return ExecutionResult(data=None, errors=[coded(error, ctx.request_id)])
         return ExecutionResult(data={self.response_name: value})
 
 
@@ -562,6 +644,25 @@ async def _load_context_list(
         ),
         {},
     )
+
+
+def _append(
+    plan: Plan, ctx: RequestContext, values: VariableValues
+) -> Callable[[], Awaitable[list[Record]]]:
+    """Checks the arguments as Mutation.append_messages does, and returns the write."""
+    args = _arguments(plan.root, values)
+    key = parse_id(args["contextId"], "contextId")
+    inputs = [from_coerced(MessageInput, m) for m in args["messages"]]
+    new = to_new_messages(inputs, ctx.limits)
+    expected = check_version(args.get("expectedVersion"), "expectedVersion")
+    one_statement = messages_store.append_is_one_statement(new)
+
+    async def commit() -> list[Record]:
+        db = ctx.db
+        async with db.single_statement() if one_statement else db.transaction() as conn:
+            return await messages_store.append_messages(conn, key, new, expected)
+
+    return commit
 
 
 # --- the extension -----------------------------------------------------------------------
@@ -657,7 +758,9 @@ class Plans:
         result = await plan.run(schema, context, variables)
         if result is not None:
             name = plan.operation.name.value if plan.operation.name else None
-            record_operation(context.request, "query", name, [], time.perf_counter() - started)
+            codes = [str((e.extensions or {}).get("code")) for e in result.errors or ()]
+            kind = plan.operation.operation.value
+            record_operation(context.request, kind, name, codes, time.perf_counter() - started)
         return result
 
 

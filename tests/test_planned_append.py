@@ -1,0 +1,172 @@
+"""The planned append (api/graphql/plans.py, `_append_plan`): the same answer and the
+same write as graphql-core's path, errors that are graphql-core's, and a write that
+is never run twice.
+
+As in tests/test_plans.py, `@include(if: true)` on the root field leaves the same
+operation without a plan, for graphql-core to execute.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from api.app import create_app
+from tests.conftest import GraphQLClient, RollbackConnector, graphql_client, test_settings
+from tests.helpers import create_context, fork, user
+from tests.test_plans import executed, plan_runs, planned, unplanned
+
+__all__ = ["executed", "plan_runs"]  # fixtures
+
+APPEND = (
+    "mutation Append($id: ID!, $m: [MessageInput!]!, $v: Int) {"
+    " appendMessages(contextId: $id, messages: $m, expectedVersion: $v) @D {"
+    " __typename messages { __typename version role content tokenCount model toolName"
+    " toolCallId deletedAt hasEmbedding } } }"
+)
+WITH_IDS = (
+    "mutation($id: ID!, $m: [MessageInput!]!) { out: appendMessages(contextId: $id,"
+    " messages: $m) @D { messages { id version createdAt } } }"
+)
+HISTORY = "query($id: ID!) { context(id: $id) { latestVersion messages { nodes { content } } } }"
+BATCH = [
+    {"role": "USER", "content": "hello", "tokenCount": 2},
+    {"role": "ASSISTANT", "content": "hi", "model": "m-1"},
+    {"role": "TOOL", "content": "{}", "toolName": "t", "toolCallId": "c1"},
+]
+
+
+async def contents(client: GraphQLClient, context_id: str) -> list[str]:
+    data = await client.data(HISTORY, {"id": context_id})
+    return [n["content"] for n in data["context"]["messages"]["nodes"]]
+
+
+async def test_a_planned_append_answers_and_writes_as_graphql_core(
+    client: GraphQLClient, plan_runs: list[bool]
+) -> None:
+    a = await create_context(client, "a", [user("first")])
+    b = await create_context(client, "b", [user("first")])
+    for v in (None, 4):
+        plan_runs.clear()
+        reference = await client.execute(unplanned(APPEND), {"id": a["id"], "m": BATCH, "v": v})
+        assert plan_runs == []
+        answer = await client.execute(planned(APPEND), {"id": b["id"], "m": BATCH, "v": v})
+        assert plan_runs == [True]
+        assert answer == reference
+        assert "errors" not in answer
+    assert [m["version"] for m in answer["data"]["appendMessages"]["messages"]] == [5, 6, 7]
+    assert await contents(client, a["id"]) == await contents(client, b["id"])
+    assert await contents(client, b["id"]) == ["first"] + ["hello", "hi", "{}"] * 2
+
+    # with client ids (two statements in a transaction) and the id-like columns
+    batch = [{"role": "USER", "content": "x", "id": "6f1b5c1e-0d7e-4d1b-9e55-1f3f6f0e9a01"}]
+    answer = await client.execute(planned(WITH_IDS), {"id": b["id"], "m": batch})
+    assert "errors" not in answer, answer
+    [message] = answer["data"]["out"]["messages"]
+    assert (message["id"], message["version"]) == (batch[0]["id"], 8)
+    assert message["createdAt"].endswith("+00:00")
+    # the exact retry returns the stored message and appends nothing
+    again = await client.execute(planned(WITH_IDS), {"id": b["id"], "m": batch})
+    assert again == answer
+    assert len(await contents(client, b["id"])) == 8
+
+
+async def test_refused_appends_are_graphql_cores_and_write_nothing(
+    client: GraphQLClient, plan_runs: list[bool]
+) -> None:
+    ctx = await create_context(client, "c", [user("one")])
+    gone = await fork(client, ctx["id"])
+    await client.data("mutation($id: ID!) { deleteContext(id: $id) { id } }", {"id": gone["id"]})
+    cases: list[dict[str, Any]] = [
+        {"id": "not-a-uuid", "m": BATCH},
+        {"id": "00000000-0000-4000-8000-000000000000", "m": BATCH},  # no such context
+        {"id": gone["id"], "m": BATCH},  # deleted
+        {"id": ctx["id"], "m": BATCH, "v": 7},  # version conflict
+        {"id": ctx["id"], "m": BATCH, "v": -1},
+        {"id": ctx["id"], "m": []},
+        {"id": ctx["id"], "m": [{"role": "USER", "content": "x", "id": "nope"}]},
+        {"id": ctx["id"], "m": [{"role": "USER", "content": "x", "tokenCount": -3}]},
+        {"id": ctx["id"], "m": [{"role": "ROBOT", "content": "x"}]},  # a variables error
+    ]
+    for variables in cases:
+        plan_runs.clear()
+        reference = await client.execute(unplanned(APPEND), variables)
+        answer = await client.execute(planned(APPEND), variables)
+        assert plan_runs in ([False], [])  # given way, or refused before any plan ran
+        assert answer == reference, variables
+        assert answer["errors"], variables
+    assert await contents(client, ctx["id"]) == ["one"]
+
+
+async def test_a_known_append_skips_strawberry_and_logs_as_a_mutation(
+    client: GraphQLClient, executed: list[str | None], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ctxgraph.access")
+    ctx = await create_context(client, "d")
+    text = planned(APPEND)
+    for n in range(3):
+        executed.clear()
+        body = await client.execute(text, {"id": ctx["id"], "m": [user(f"m{n}")]})
+        assert body["data"]["appendMessages"]["messages"][0]["version"] == n + 1
+        assert executed == ([text] if n == 0 else [])
+    executed.clear()
+    conflict = await client.execute(text, {"id": ctx["id"], "m": [user("late")], "v": 1})
+    assert conflict["errors"][0]["extensions"]["code"] == "VERSION_CONFLICT"
+    assert executed == [text]  # the plan gave way: graphql-core reported it
+    assert await contents(client, ctx["id"]) == ["m0", "m1", "m2"]
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "ctxgraph.access"]
+    appends = [line for line in lines if line.get("operation_name") == "Append"]
+    assert [(line["operation"], line.get("error_codes")) for line in appends] == [
+        ("mutation", None),
+        ("mutation", None),
+        ("mutation", None),
+        ("mutation", ["VERSION_CONFLICT"]),
+    ]
+
+
+async def test_a_write_that_fails_after_its_statement_is_reported_not_retried(
+    conn: AsyncConnection, plan_runs: list[bool]
+) -> None:
+    """The append's statement ran, then the connection broke: the plan reports the
+    failure itself (SERVICE_UNAVAILABLE) instead of letting graphql-core append again."""
+    rollback = RollbackConnector(conn)
+
+    class BreaksAfterTheStatement(RollbackConnector):
+        @asynccontextmanager
+        async def transaction(self) -> AsyncIterator[AsyncConnection]:
+            async with rollback.transaction() as c:
+                yield c
+            raise ConnectionResetError("connection lost after the statement")
+
+        def single_statement(self) -> AbstractAsyncContextManager[AsyncConnection]:
+            return self.transaction()
+
+    async with graphql_client(create_app(test_settings(), connector=rollback)) as good:
+        ctx = await create_context(good, "e")
+        app = create_app(test_settings(), connector=BreaksAfterTheStatement(conn))
+        async with graphql_client(app) as bad:
+            for _ in range(2):  # learned by the first request, answered by the endpoint next
+                plan_runs.clear()
+                response = await bad.http.post(
+                    "/graphql",
+                    json={
+                        "query": planned(APPEND),
+                        "variables": {"id": ctx["id"], "m": [user("once")]},
+                    },
+                )
+                assert response.status_code == 503  # as graphql-core's path answers it
+                body = response.json()
+                assert plan_runs == [True]
+                assert body["data"] is None
+                [error] = body["errors"]
+                assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+                assert error["path"] == ["appendMessages"]
+                assert "connection lost" not in json.dumps(body)
+        # each request appended exactly once (the savepoint was released)
+        assert await contents(good, ctx["id"]) == ["once", "once"]
