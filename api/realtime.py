@@ -56,6 +56,8 @@ class Watch:
         """The highest version announced for this context since the watch began."""
         self.delivered: int | None = None
         """The subscriber's position: the last version it delivered (None: not started)."""
+        self.started: int | None = None
+        """Where the subscriber started: the version it delivers after (None: not started)."""
         self.waiting = False
         """True while the subscriber is idle, waiting for news."""
         self._forced = False

@@ -233,8 +233,9 @@ async def test_no_gap_and_no_duplicate_while_appending(app: FastAPI) -> None:
                 op = await socket.subscribe(cid)
                 await wait_until(lambda: len(s.hub.watches(key)) == n + 1, "subscribed")
                 [mine] = set(s.hub.watches(key)) - others
-                await wait_until(lambda: mine.delivered is not None, "started")
-                start = mine.delivered
+                # where it started (`delivered` moves on as soon as a message goes out)
+                await wait_until(lambda: mine.started is not None, "started")
+                start = mine.started
                 assert start is not None
                 versions = [m["version"] for m in await socket.messages(op, total - start)]
                 return [start, *versions]

@@ -108,7 +108,7 @@ async def message_stream(
             # New messages of this context get versions above its latestVersion
             # (inherited ones stay at or below its fork version).
             delivered: int = context.latest_version if after_version is None else after_version
-            watch.delivered = delivered
+            watch.started = watch.delivered = delivered
             size = ctx.limits.max_page_size
             backoff = _RETRY_MIN
             while True:
