@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api.app import create_app
 from api.db import EmbeddedPostgres, EngineConnector, count_statements, create_engine
+from api.graphql import plans
+from api.graphql.schema import CtxgraphSchema
 from api.migrate import upgrade_to_head
 from api.settings import Settings
 
@@ -161,3 +163,36 @@ def statements(engine: AsyncEngine) -> Iterator[StatementLog]:
     undo = count_statements(engine, log.statements.append)
     yield log
     undo()
+
+
+# --- plans (api/graphql/plans.py): which path answered ------------------------------------
+
+
+@pytest.fixture
+def plan_runs(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """One entry per plan run: True when the plan answered, False when it left the
+    operation to graphql-core."""
+    runs: list[bool] = []
+    run = plans.Plan.run
+
+    async def counted(self: plans.Plan, *args: Any) -> Any:
+        result = await run(self, *args)
+        runs.append(result is not None)
+        return result
+
+    monkeypatch.setattr(plans.Plan, "run", counted)
+    return runs
+
+
+@pytest.fixture
+def executed(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The query text of every operation Strawberry's Schema.execute runs."""
+    texts: list[str | None] = []
+    execute = CtxgraphSchema.execute
+
+    async def counted(self: CtxgraphSchema, query: str | None, *args: Any, **kwargs: Any) -> Any:
+        texts.append(query)
+        return await execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(CtxgraphSchema, "execute", counted)
+    return texts

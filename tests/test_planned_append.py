@@ -20,9 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from api.app import create_app
 from tests.conftest import GraphQLClient, RollbackConnector, graphql_client, test_settings
 from tests.helpers import create_context, fork, user
-from tests.test_plans import executed, plan_runs, planned, unplanned
-
-__all__ = ["executed", "plan_runs"]  # fixtures
+from tests.test_plans import planned, unplanned
 
 APPEND = (
     "mutation Append($id: ID!, $m: [MessageInput!]!, $v: Int) {"

@@ -20,9 +20,8 @@ from graphql import parse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.app import create_app
-from api.graphql import plans
 from api.graphql.plans import make_plan
-from api.graphql.schema import CtxgraphSchema, build_schema
+from api.graphql.schema import build_schema
 from api.security.limits import check_operation
 from tests.conftest import (
     GraphQLClient,
@@ -74,36 +73,6 @@ def planned(doc: str) -> str:
 
 def unplanned(doc: str) -> str:
     return doc.replace(" @D", FORCE)
-
-
-@pytest.fixture
-def plan_runs(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """One entry per plan run: True when the plan answered, False when it left the
-    operation to graphql-core."""
-    runs: list[bool] = []
-    run = plans.Plan.run
-
-    async def counted(self: plans.Plan, *args: Any) -> Any:
-        result = await run(self, *args)
-        runs.append(result is not None)
-        return result
-
-    monkeypatch.setattr(plans.Plan, "run", counted)
-    return runs
-
-
-@pytest.fixture
-def executed(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
-    """The query text of every operation Strawberry's Schema.execute runs."""
-    texts: list[str | None] = []
-    execute = CtxgraphSchema.execute
-
-    async def counted(self: CtxgraphSchema, query: str | None, *args: Any, **kwargs: Any) -> Any:
-        texts.append(query)
-        return await execute(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(CtxgraphSchema, "execute", counted)
-    return texts
 
 
 async def both(

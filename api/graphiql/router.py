@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from graphql import ExecutionResult
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -79,26 +80,33 @@ class GraphQLEndpoint(GraphQL[Any, None]):
         log line still apply), without Strawberry's HTTP view, parse, validation and
         extension hooks; anything else, and anything the plan gives way on, goes
         through Strawberry with the body as it came."""
-        plans = getattr(self.schema, "plans", None)
-        if scope["type"] == "http" and scope["method"] == "POST" and plans is not None:
+        if scope["type"] == "http" and scope["method"] == "POST":
             body, receive = await _read_body(receive)
-            request = None if body is None else _planned_request(scope, body)
-            if request is not None:
-                context = await self.get_context(Request(scope, receive), None)
-                if isinstance(context, RequestContext):
-                    result = await plans.answer(
-                        self.schema._schema,  # type: ignore[attr-defined]
-                        *request,
-                        context,
-                    )
-                    if result is not None:
-                        answer: dict[str, Any] = {"data": result.data}
-                        if result.errors:  # a planned write that failed (Plan.run)
-                            answer["errors"] = [e.formatted for e in result.errors]
-                        response = Response(self.encode_json(answer), media_type="application/json")
-                        await response(scope, receive, send)
-                        return
+            result = None if body is None else await self._planned(scope, receive, body)
+            if result is not None:
+                answer: dict[str, Any] = {"data": result.data}
+                if result.errors:  # a planned write that failed (Plan.run)
+                    answer["errors"] = [e.formatted for e in result.errors]
+                response = Response(self.encode_json(answer), media_type="application/json")
+                await response(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
+
+    async def _planned(self, scope: Scope, receive: Receive, body: bytes) -> ExecutionResult | None:
+        """The plan's result for a plain JSON POST of a known text, else None."""
+        plans = getattr(self.schema, "plans", None)
+        request = _planned_request(scope, body)
+        if plans is None or request is None:
+            return None
+        context = await self.get_context(Request(scope, receive), None)
+        if not isinstance(context, RequestContext):
+            return None
+        result: ExecutionResult | None = await plans.answer(
+            self.schema._schema,  # type: ignore[attr-defined]
+            *request,
+            context,
+        )
+        return result
 
     def decode_json(self, data: str | bytes) -> object:
         """Parse a request body; anything json.loads refuses is a malformed body (400).

@@ -17,12 +17,10 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from api.errors import CtxgraphError
-from api.security.failures import SERVICE_UNAVAILABLE
+from api.security.failures import INTERNAL, SERVICE_UNAVAILABLE, internal_message
 from api.security.failures import classify as classify_failure
 
 log = logging.getLogger("ctxgraph.errors")
-
-INTERNAL = "INTERNAL_SERVER_ERROR"
 
 
 def coded(error: GraphQLError, request_id: str | None) -> GraphQLError:
@@ -38,7 +36,7 @@ def coded(error: GraphQLError, request_id: str | None) -> GraphQLError:
     else:
         log.error("unexpected error (request %s) at %s", request_id, error.path, exc_info=original)
         code = INTERNAL
-        message = "Internal server error" + (f" (request id {request_id})." if request_id else ".")
+        message = internal_message(request_id)
     extensions = dict(error.extensions or {})
     extensions["code"] = code
     if code in (INTERNAL, SERVICE_UNAVAILABLE) and request_id:

@@ -538,12 +538,11 @@ class Plan:
             )
             if isinstance(values, list):
                 return None  # graphql-core reports the variables' errors
-            if self.writes:
-                commit = self.load(self, ctx, values)
-            else:
+            if not self.writes:
                 source, loaded = await self.load(self, ctx, values)
                 value = None if source is None else self.write(source, loaded)
                 return ExecutionResult(data={self.response_name: value})
+            commit = self.load(self, ctx, values)  # checks the arguments, writes nothing
         except Exception:
             return None
         return await self._commit(commit, ctx)

@@ -14,11 +14,18 @@ from collections.abc import Iterator
 import sqlalchemy.exc
 
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+INTERNAL = "INTERNAL_SERVER_ERROR"
 UNAVAILABLE_MESSAGE = "The database is unavailable right now; retry in a few seconds."
 TIMEOUT_MESSAGE = (
     "A database statement ran longer than the server's limit (CTXGRAPH_STATEMENT_TIMEOUT) "
     "and was cancelled. Ask for less (smaller pages, fewer nested connections) or retry."
 )
+
+
+def internal_message(request_id: str | None) -> str:
+    """What a client is told of a masked bug (INTERNAL): only the id to report it by."""
+    return "Internal server error" + (f" (request id {request_id})." if request_id else ".")
+
 
 # SQLSTATE classes/codes: 08 connection exception, 57P01-57P03 admin/crash
 # shutdown and cannot-connect-now, 53300 too many connections.

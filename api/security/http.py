@@ -35,6 +35,7 @@ from strawberry.extensions import SchemaExtension
 
 from api.errors import BadUserInput, QueryTooComplex
 from api.security.auth import GRAPHQL_PATH, ApiKeyMiddleware, ApiKeys, error_body
+from api.security.failures import INTERNAL, internal_message
 from api.settings import Settings
 
 if TYPE_CHECKING:
@@ -112,8 +113,8 @@ class RequestLogMiddleware:
             self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_wrapper)
-        except Exception:
-            if status == 0 and scope["type"] == "http":
+        except BaseException as exc:
+            if status == 0 and scope["type"] == "http" and isinstance(exc, Exception):
                 # Nothing was sent: answer the masked 500 here, inside this layer, so
                 # it carries the request id (and the security headers) a client needs
                 # to report it. Re-raised: the server still logs the traceback.
@@ -121,9 +122,6 @@ class RequestLogMiddleware:
                     if message["type"] == "http.response.start":
                         message["headers"] += SECURITY_HEADERS
                     await send_wrapper(message)
-            status = status or 500
-            raise
-        except BaseException:
             status = status or 500
             raise
         finally:
@@ -208,10 +206,7 @@ class SecurityHeadersMiddleware:
 
 def _internal_error(request_id: str) -> bytes:
     """The body of a 500 nothing else answered: GraphQL's masked error (api/graphql/errors)."""
-    error = {
-        "message": f"Internal server error (request id {request_id}).",
-        "extensions": {"code": "INTERNAL_SERVER_ERROR"},
-    }
+    error = {"message": internal_message(request_id), "extensions": {"code": INTERNAL}}
     return json.dumps({"errors": [error]}, separators=(",", ":")).encode()
 
 

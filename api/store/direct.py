@@ -114,9 +114,10 @@ class Direct:
             compiled = _COMPILED[stmt]
         except KeyError:
             compiled = _COMPILED[stmt] = _compile(stmt, conn.dialect)
-        driver = None if compiled is None else (await conn.get_raw_connection()).driver_connection
-        if compiled is None or driver is None:
+        if compiled is None:
             return Rows(list((await conn.execute(stmt, params)).all()))
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None  # a checked-out connection has its driver's
         values = params or {}
         for sink in _SINKS.get(conn.sync_engine.pool, ()):
             sink(compiled.sql)
