@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from api.errors import BadUserInput
 from api.store import history, tree
 from api.store.direct import Reads
-from api.store.guards import context_deleted, context_not_found, live_context_state
+from api.store.guards import context_deleted, context_not_found
 from api.store.history import HistoryPage, HistoryPageRequest, history_totals_at_sql
 from api.store.inputs import NewMessage
 from api.store.messages import insert_messages_sql, message_params
@@ -174,7 +174,12 @@ async def update_context(
     name: str | None | Literal[False] = False,
     metadata: dict[str, Any] | None = None,
 ) -> Row[Any]:
-    """Rename and/or replace metadata of a live context (updatedAt moves)."""
+    """Rename and/or replace metadata of a live context (updatedAt moves).
+
+    One statement that locks the row before judging it: with an UPDATE ... WHERE
+    deleted_at IS NULL and a second statement to say why nothing matched, a restore
+    committed in between left a live context and no row to return.
+    """
     sets = ["updated_at = now()"]
     params: dict[str, Any] = {"id": context_id}
     if name is not False:
@@ -184,13 +189,18 @@ async def update_context(
         sets.append("metadata = CAST(:meta AS jsonb)")
         params["meta"] = json.dumps(metadata)
     sql = (
-        f"UPDATE contexts AS c SET {', '.join(sets)}"
-        f" WHERE c.id = :id AND c.deleted_at IS NULL RETURNING {CTX}"
+        "WITH target AS (SELECT id, deleted_at FROM contexts WHERE id = :id FOR UPDATE),"
+        f" updated AS (UPDATE contexts AS c SET {', '.join(sets)} FROM target"
+        f" WHERE c.id = target.id AND target.deleted_at IS NULL RETURNING {CTX})"
+        " SELECT target.deleted_at AS target_deleted_at, updated.*"
+        " FROM target LEFT JOIN updated ON true"
     )
-    row = (await conn.execute(typed(sql, contexts=True), params)).one_or_none()
+    stmt = typed(sql, sa.column("target_deleted_at", sa.DateTime(timezone=True)), contexts=True)
+    row = (await conn.execute(stmt, params)).one_or_none()
     if row is None:
-        await live_context_state(conn, context_id)
-    assert row is not None
+        raise context_not_found(context_id)
+    if row.target_deleted_at is not None:
+        raise context_deleted(context_id)
     return row
 
 

@@ -178,6 +178,13 @@ async def append_messages(
         return _check_replay(context_id, messages, rows)
     if not rows:
         state = await live_context_state(conn, context_id)
+        if expected_version is None or expected_version == state.latest_version:
+            # Deleted when the append ran, live again when asked why: a concurrent
+            # restore. Nothing was written; the same request can be sent again.
+            raise VersionConflict(
+                "The context was deleted and restored while the messages were appended; "
+                "nothing was written, retry the append."
+            )
         raise VersionConflict(
             f"expectedVersion is {expected_version} but the context is at version "
             f"{state.latest_version}; read the new messages and retry with "
