@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 from api import jsoncodec
 from api.settings import Settings
 from api.store import direct
+from api.store.direct import Direct
 
 log = logging.getLogger("ctxgraph.db")
 
@@ -171,6 +172,11 @@ class Connector(Protocol):
         """A connection for reads; the caller must not hold it across awaits of other work."""
         ...
 
+    def direct(self) -> AbstractAsyncContextManager[Direct]:
+        """A connection for the planned reads' statements, run straight on asyncpg
+        (api/store/direct.py); the same rules as `read`."""
+        ...
+
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection in a transaction committed on success, rolled back on error."""
         ...
@@ -201,6 +207,9 @@ class EngineConnector:
 
     def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return self._reads.connect()
+
+    def direct(self) -> AbstractAsyncContextManager[Direct]:
+        return direct.pooled(self.engine)
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return self.engine.begin()

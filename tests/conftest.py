@@ -28,6 +28,7 @@ from api.graphql import plans
 from api.graphql.schema import CtxgraphSchema
 from api.migrate import upgrade_to_head
 from api.settings import Settings
+from api.store.direct import Direct
 
 
 def test_settings(**overrides: Any) -> Settings:  # not a test: pytest must not collect it
@@ -72,6 +73,11 @@ class RollbackConnector:
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.lock:
             yield self.conn
+
+    @asynccontextmanager
+    async def direct(self) -> AsyncIterator[Direct]:
+        async with self.read() as conn:
+            yield await Direct.strict(conn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:

@@ -9,12 +9,17 @@ converts) still answered by SQLAlchemy; every statement reported to the counters
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+import asyncpg
+import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.selectable import TextualSelect
 
 from api.store import contexts as store
@@ -132,3 +137,76 @@ async def test_an_append_without_client_ids_runs_directly(client: GraphQLClient)
     assert taken
     assert all(taken)
     assert runs("WITH existing AS") == []  # never offered to Direct
+
+
+# --- pooled(engine): the planned reads' connections, without SQLAlchemy's Connection ------
+
+
+def checked_out(engine: AsyncEngine) -> Callable[[], int]:
+    """How many of the engine's pooled connections are in use now."""
+    pool = engine.sync_engine.pool
+    assert isinstance(pool, QueuePool)
+    return pool.checkedout
+
+
+async def test_pooled_reads_and_gives_the_connection_back(engine: AsyncEngine) -> None:
+    in_use = checked_out(engine)
+    before = in_use()
+    async with direct.pooled(engine) as reads:
+        assert in_use() == before + 1
+        rows = (await reads.execute(statement("SELECT 1 AS one, now() AS at"))).all()
+        assert rows[0].one == 1
+        # asyncpg outside a transaction: autocommit, as `read()` is
+        assert not reads._driver.is_in_transaction()
+    assert in_use() == before
+
+
+async def test_pooled_keeps_a_connection_after_a_refused_statement(engine: AsyncEngine) -> None:
+    """The server refused the statement: the connection is idle and goes back to the pool."""
+    drivers: list[Any] = []
+
+    async def divide() -> None:
+        async with direct.pooled(engine) as reads:
+            drivers.append(reads._driver)
+            await reads.execute(statement("SELECT 1 / 0 AS x"))
+
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await divide()
+    assert not drivers[0].is_closed()
+    async with direct.pooled(engine) as reads:  # and the pool's connections still answer
+        assert [r.x for r in (await reads.execute(statement("SELECT 2 AS x"))).all()] == [2]
+
+
+async def test_pooled_drops_a_connection_cancelled_mid_statement(engine: AsyncEngine) -> None:
+    """Cancelled while PostgreSQL runs the statement: the connection may be mid-protocol,
+    so it is closed instead of going back to the pool."""
+    in_use = checked_out(engine)
+    started = asyncio.Event()
+    drivers: list[Any] = []
+
+    async def sleep() -> None:
+        async with direct.pooled(engine) as reads:
+            drivers.append(reads._driver)
+            started.set()
+            await reads.execute(statement("SELECT pg_sleep(30) AS slept"))
+
+    before = in_use()
+    task = asyncio.create_task(sleep())
+    await started.wait()
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert drivers[0].is_closed()
+    assert in_use() == before
+
+
+async def test_pooled_refuses_what_sqlalchemy_must_process(engine: AsyncEngine) -> None:
+    pickled = typed("SELECT CAST(:v AS bytea) AS x", sa.column("x", sa.PickleType))
+
+    async def unpickle() -> None:
+        async with direct.pooled(engine) as reads:
+            await reads.execute(pickled, {"v": pickle.dumps(1)})
+
+    with pytest.raises(TypeError, match="not for Direct"):
+        await unpickle()

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.app import create_app
+from api.store.direct import Direct
 from tests.conftest import GraphQLClient, RollbackConnector, graphql_client, test_settings
 from tests.helpers import create_context, fork, user
 
@@ -528,6 +529,12 @@ class ExplodingConnector:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
+        self.calls += 1
+        raise RuntimeError(f"connection failed: {SECRET}")
+        yield  # pragma: no cover
+
+    @asynccontextmanager
+    async def direct(self) -> AsyncIterator[Direct]:
         self.calls += 1
         raise RuntimeError(f"connection failed: {SECRET}")
         yield  # pragma: no cover

@@ -103,7 +103,6 @@ from api.security.http import record_operation
 from api.security.limits import QueryLimits, check_operation, select_operation
 from api.store import contexts as store
 from api.store import messages as messages_store
-from api.store.direct import Direct
 from api.store.history import HistoryFilter
 from api.store.inputs import check_version, parse_id
 from api.store.tree import TreeQuery
@@ -573,8 +572,7 @@ async def _load_context(
     key = parse_id(_arguments(plan.root, values)["id"])
     loaded: Loaded = {}
     page, parent, forks = (plan.loads.get(k) for k in ("page", "parent", "forks"))
-    async with ctx.db.read() as sa_conn:
-        conn = Direct(sa_conn)
+    async with ctx.db.direct() as conn:
         if page is not None:
             args = _arguments(page, values)
             req = history_page_request(

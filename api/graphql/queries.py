@@ -22,7 +22,6 @@ from api.graphql.types import (
 )
 from api.store import contexts as store
 from api.store import pagination
-from api.store.direct import Direct
 from api.store.inputs import Limits, check_metadata, check_text, parse_id
 
 CONTEXT_LIST_CURSOR = "c"
@@ -109,9 +108,9 @@ async def context_list(
     list_filter = _list_filter(filter, ctx.limits)
     order_by = order_by or DEFAULT_ORDER
     field: store.OrderField = order_by.field.value
-    async with ctx.db.read() as conn:
+    async with ctx.db.direct() as conn:
         rows, has_next, has_previous = await store.list_contexts(
-            Direct(conn),
+            conn,
             list_filter,
             field,
             order_by.direction == OrderDirection.DESC,

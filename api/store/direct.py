@@ -1,11 +1,11 @@
-"""Statements sent straight to the asyncpg connection under a SQLAlchemy one: the
-reads of planned requests (chat page, tree, contexts list) and an append.
+"""Statements sent straight to asyncpg: the reads of planned requests (chat page,
+tree, contexts list), on a pooled connection without SQLAlchemy's Connection around
+it (`pooled(engine)`, `Connector.direct()`), and an append, on the asyncpg connection
+under a SQLAlchemy one (`Direct(conn)`: same transaction, same statement timeout).
 
-`Direct(conn)` speaks the part of `AsyncConnection` those store functions
-use (`await execute(statement, params)`, then iterate, index or `.all()` the rows)
-and answers with the same SQLAlchemy `Row`s, but runs the statement with asyncpg's
-own `fetch` on the connection SQLAlchemy checked out: same connection, same
-transaction, same statement timeout.
+`Direct` speaks the part of `AsyncConnection` those store functions use (`await
+execute(statement, params)`, then iterate, index or `.all()` the rows) and answers
+with the same SQLAlchemy `Row`s, but runs the statement with asyncpg's own `fetch`.
 
 Why: the store's statements are text built once per shape (`records.statement`,
 `records.typed`); SQLAlchemy's async execute path around them (a greenlet hop, the
@@ -26,17 +26,20 @@ catches SQLAlchemy's exception classes keeps SQLAlchemy's path.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.engine.result import result_tuple
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import Pool
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.sql.sqltypes import NullType
+from sqlalchemy.util import greenlet_spawn
 
 # Who wants to see every statement (tests and the benchmark count them): SQLAlchemy's
 # before_cursor_execute does not fire for these, so api.db.count_statements adds its
@@ -101,25 +104,50 @@ class Rows:
 
 
 class Direct:
-    """Statements of the store on `conn`'s asyncpg connection (module docstring)."""
+    """Statements of the store on an asyncpg connection (module docstring).
 
-    __slots__ = ("_conn",)
+    `Direct(conn)` runs them on the asyncpg connection under a SQLAlchemy one and
+    hands SQLAlchemy what it must process. `pooled(engine)` and `Direct.strict(conn)`
+    have no SQLAlchemy connection to hand it to: a statement that is not for this
+    path is a TypeError there (the planned reads' statements all are; their tests
+    run on `strict`).
+    """
+
+    __slots__ = ("_conn", "_driver", "_dialect", "_pool")
 
     def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
+        self._conn: AsyncConnection | None = conn
+        self._driver: Any = None  # asyncpg's Connection, looked up on first use
+        self._dialect = conn.dialect
+        self._pool = conn.sync_engine.pool
+
+    @classmethod
+    def _on(cls, driver: Any, dialect: sa.Dialect, pool: Pool) -> Direct:
+        direct = cls.__new__(cls)
+        direct._conn, direct._driver, direct._dialect, direct._pool = None, driver, dialect, pool
+        return direct
+
+    @classmethod
+    async def strict(cls, conn: AsyncConnection) -> Direct:
+        """On `conn`'s asyncpg connection, without falling back to SQLAlchemy."""
+        driver = (await conn.get_raw_connection()).driver_connection
+        return cls._on(driver, conn.dialect, conn.sync_engine.pool)
 
     async def execute(self, stmt: Any, params: dict[str, Any] | None = None) -> Rows:
-        conn = self._conn
         try:
             compiled = _COMPILED[stmt]
         except KeyError:
-            compiled = _COMPILED[stmt] = _compile(stmt, conn.dialect)
+            compiled = _COMPILED[stmt] = _compile(stmt, self._dialect)
         if compiled is None:
-            return Rows(list((await conn.execute(stmt, params)).all()))
-        driver = (await conn.get_raw_connection()).driver_connection
-        assert driver is not None  # a checked-out connection has its driver's
+            if self._conn is None:
+                raise TypeError(f"needs SQLAlchemy's processing, not for Direct: {stmt}")
+            return Rows(list((await self._conn.execute(stmt, params)).all()))
+        driver = self._driver
+        if driver is None:
+            assert self._conn is not None
+            driver = self._driver = (await self._conn.get_raw_connection()).driver_connection
         values = params or {}
-        for sink in _SINKS.get(conn.sync_engine.pool, ()):
+        for sink in _SINKS.get(self._pool, ()):
             sink(compiled.sql)
         records = await driver.fetch(compiled.sql, *[values[n] for n in compiled.names])
         if not records:
@@ -128,6 +156,28 @@ class Direct:
         if make_row is None:
             make_row = compiled.make_row = result_tuple(list(records[0].keys()))
         return Rows([make_row(tuple(r)) for r in records])
+
+
+@asynccontextmanager
+async def pooled(engine: AsyncEngine) -> AsyncIterator[Direct]:
+    """A Direct on a connection of `engine`'s pool, without SQLAlchemy's Connection.
+
+    asyncpg runs statements outside a transaction unless told otherwise: these are
+    autocommit reads. Checking a connection out and back in this way costs ~50 us of
+    CPU, through `engine.connect()` ~145 us, a fifth of a sidebar's or a tree's whole
+    CPU in the app (20,000 checkouts each, uvloop; bench/README.md "Optimizations").
+    """
+    raw = await engine.raw_connection()
+    try:
+        yield Direct._on(raw.driver_connection, engine.dialect, engine.sync_engine.pool)
+    except BaseException as exc:
+        # A statement the server refused leaves the connection idle and usable; after
+        # anything else (cancelled mid-statement, connection lost) it may be mid-protocol.
+        done = raw.close if isinstance(exc, asyncpg.PostgresError) else raw.invalidate
+        await greenlet_spawn(done)
+        raise
+    # In a greenlet: a connection beyond the pool's size is closed on the way back (I/O).
+    await greenlet_spawn(raw.close)
 
 
 Reads = AsyncConnection | Direct
