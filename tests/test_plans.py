@@ -173,6 +173,47 @@ async def test_planned_context_lists_answer_as_graphql_core(
         assert plan_runs == [True]
 
 
+async def test_plans_read_metadata_only_where_they_write_it(
+    client: GraphQLClient, plan_runs: list[bool], statements: StatementLog
+) -> None:
+    """Metadata is the one column decoded in Python (JSONB): a plan that writes none
+    selects NULL in its place; one that writes it anywhere (a fork in a page, the
+    parent) gets every context's real value, as graphql-core does."""
+    ids = await _family(client)
+    lean = "NULL::jsonb AS"
+    cases: list[tuple[str, dict[str, Any], bool]] = [
+        (SIDEBAR, {"first": 5}, True),
+        (CHAT, {"id": ids["root"]}, True),
+        (PARENT, {"id": ids["child"]}, True),
+        (SIDEBAR.replace("nodes { id", "nodes { metadata id"), {"first": 5}, False),
+        (TREE, {"id": ids["child"]}, False),  # the parent's metadata
+        (
+            TREE.replace("parent { id name latestVersion metadata", "parent { id"),
+            {"id": ids["child"]},
+            True,
+        ),
+        (
+            TREE.replace("latestVersion metadata", "latestVersion").replace(
+                "forkVersion deletedAt }", "forkVersion deletedAt metadata }"
+            ),
+            {"id": ids["child"]},
+            False,
+        ),  # the siblings'
+    ]
+    for doc, variables, leaves_out in cases:
+        answer, reference = await both(client, plan_runs, doc, variables)
+        assert answer == reference, doc
+        assert plan_runs == [True], doc
+        statements.clear()
+        await client.data(planned(doc), variables)
+        assert len(statements) == 1, doc
+        assert (lean in statements.statements[0]) is leaves_out, doc
+    metadata = await client.data(
+        planned(SIDEBAR.replace("nodes { id", "nodes { metadata id")), {"first": 10}
+    )
+    assert {"team": "x"} in [n["metadata"] for n in metadata["contexts"]["nodes"]]
+
+
 @pytest.mark.parametrize(
     ("doc", "variables"),
     [

@@ -209,6 +209,8 @@ class _Planner:
         self.fragments = fragments
         # the fields a plan loads, with their definition (arguments are bound per request)
         self.loads: dict[str, tuple[FieldNode, GraphQLField]] = {}
+        # the record attributes the plan writes (the statements leave out what it does not)
+        self.attributes: set[str] = set()
 
     def selection(
         self, selection_set: SelectionSetNode | None, type_: GraphQLObjectType
@@ -251,6 +253,8 @@ class _Planner:
             plain = None if sub is None else plain_field(sub)
             if sub is not None and (plain is None or field_node.arguments):
                 return None
+            if plain is not None:
+                self.attributes.add(plain[0])
             plains.append((response_name, plain))
         return plains, named.name
 
@@ -317,6 +321,7 @@ class _Planner:
             if field is None:
                 write = _constant(type_.name)
             elif (plain := plain_field(field)) is not None and not field_node.arguments:
+                self.attributes.add(plain[0])
                 write = _column(plain)
             elif _has_hooks(field):
                 return None
@@ -374,12 +379,28 @@ def make_plan(
         # one statement reads a context with a page of its messages or of its siblings
         if write is None or {"page", "parent"} <= planner.loads.keys():
             return None
-        return Plan(operation, response_name, (node, field), write, planner.loads, _load_context)
+        return Plan(
+            operation,
+            response_name,
+            (node, field),
+            write,
+            planner.loads,
+            _load_context,
+            meta="meta" in planner.attributes,
+        )
     if node.name.value == "contexts" and names <= _PAGE_ARGUMENTS:
         write = planner.connection(node, field, with_total=False)
         if write is None:
             return None
-        return Plan(operation, response_name, (node, field), write, {}, _load_context_list)
+        return Plan(
+            operation,
+            response_name,
+            (node, field),
+            write,
+            {},
+            _load_context_list,
+            meta="meta" in planner.attributes,
+        )
     return None
 
 
@@ -522,6 +543,8 @@ class Plan:
     write: Write
     loads: dict[str, Bound]
     load: Callable[[Plan, RequestContext, VariableValues], Any]
+    # whether the contexts' metadata is written: if not, the statement leaves it out
+    meta: bool = True
 
     @property
     def writes(self) -> bool:
@@ -583,7 +606,7 @@ async def _load_context(
                 last=args.get("last"),
                 before=args.get("before"),
             )
-            found, pages = await store.contexts_with_pages(conn, [key], req)
+            found, pages = await store.contexts_with_pages(conn, [key], req, meta=plan.meta)
             record = found.get(key)
             if record is not None:
                 history = pages[key]
@@ -599,9 +622,11 @@ async def _load_context(
             args = _arguments(forks, values)
             q = TreeQuery(descendants=False, include_deleted=bool(args.get("includeDeleted")))
             tree_req = tree_page_request(ctx.limits, q, args.get("first"), args.get("after"))
-            found, tree_pages = await store.contexts_with_sibling_forks(conn, [key], tree_req)
+            found, tree_pages = await store.contexts_with_sibling_forks(
+                conn, [key], tree_req, meta=plan.meta
+            )
         else:
-            found = await store.contexts_with_parents(conn, [key])
+            found = await store.contexts_with_parents(conn, [key], meta=plan.meta)
             tree_pages = {}
     record = found.get(key)
     if record is not None and parent is not None:
@@ -631,6 +656,7 @@ async def _load_context_list(
         args.get("before"),
         None,
         DEFAULT_ORDER,
+        meta=plan.meta,
     )
     return (
         Page(

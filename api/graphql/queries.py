@@ -102,8 +102,11 @@ async def context_list(
     before: str | None,
     filter: ContextFilter | None,
     order_by: ContextOrder | None,
+    *,
+    meta: bool = True,
 ) -> ContextConnection:
-    """A page of `Query.contexts` (BadUserInput for arguments it refuses)."""
+    """A page of `Query.contexts` (BadUserInput for arguments it refuses); `meta=False`
+    for a caller that writes no metadata (the records have None)."""
     window = pagination.page_window(ctx.limits, first=first, after=after, last=last, before=before)
     list_filter = _list_filter(filter, ctx.limits)
     order_by = order_by or DEFAULT_ORDER
@@ -118,6 +121,7 @@ async def context_list(
             _decode_list_cursor(after, field, "after"),
             _decode_list_cursor(before, field, "before"),
             window.backward,
+            meta=meta,
         )
 
     async def count() -> int:

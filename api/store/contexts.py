@@ -32,6 +32,7 @@ from api.store.records import (
 from api.store.tree import TreePage, TreePageRequest
 
 CTX = context_select_list("c")
+_CTX_BY_META = {True: CTX, False: context_select_list("c", meta=False)}
 
 
 async def contexts_by_ids(
@@ -55,14 +56,18 @@ _PARENT_IDS = (
 _WITH_PARENTS = f"c.id = ANY(CAST(:ids AS uuid[]) || {_PARENT_IDS})"
 
 
-async def contexts_with_parents(conn: Reads, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Row[Any]]:
+async def contexts_with_parents(
+    conn: Reads, ids: Sequence[uuid.UUID], *, meta: bool = True
+) -> dict[uuid.UUID, Row[Any]]:
     """Context records by id, and the records of their parents, in one statement.
 
     A fork is rarely read without its parent (the tree of a chat, "forked from"):
     fetching both at once saves the second round trip (the tree workload: 3
-    statements -> 2).
+    statements -> 2). `meta=False`: records without their metadata (None).
     """
-    sql, params = for_ids(f"SELECT {CTX} FROM contexts c WHERE {_WITH_PARENTS}", {"ids": list(ids)})
+    sql, params = for_ids(
+        f"SELECT {_CTX_BY_META[meta]} FROM contexts c WHERE {_WITH_PARENTS}", {"ids": list(ids)}
+    )
     result = await conn.execute(typed(sql, contexts=True), params)
     return {row.id: row for row in result}
 
@@ -70,11 +75,15 @@ async def contexts_with_parents(conn: Reads, ids: Sequence[uuid.UUID]) -> dict[u
 _CONTEXT_PART = 3  # not a part of history.pages_sql
 _CONTEXT_WIDTH = len(CONTEXT_COLUMNS)
 # The shared column list of contexts_with_pages: (leaf, part, c_<context>..., <message>...)
-_CONTEXT_ROWS = (
-    f"SELECT c.id AS leaf, {_CONTEXT_PART} AS part, {context_select_list('c', 'c_')}, "
-    + ", ".join(f"NULL AS {name}" for name in MESSAGE_NAMES)
-    + f" FROM contexts c WHERE {_WITH_PARENTS}"
-)
+_CONTEXT_ROWS = {
+    meta: (
+        f"SELECT c.id AS leaf, {_CONTEXT_PART} AS part,"
+        f" {context_select_list('c', 'c_', meta=meta)}, "
+        + ", ".join(f"NULL AS {name}" for name in MESSAGE_NAMES)
+        + f" FROM contexts c WHERE {_WITH_PARENTS}"
+    )
+    for meta in (True, False)
+}
 _PAGE_ROWS = (
     "SELECT p.leaf, p.part, "
     + ", ".join(["NULL"] * _CONTEXT_WIDTH + [f"p.{name}" for name in MESSAGE_NAMES])
@@ -83,7 +92,7 @@ _PAGE_ROWS = (
 
 
 async def contexts_with_pages(
-    conn: Reads, ids: Sequence[uuid.UUID], req: HistoryPageRequest
+    conn: Reads, ids: Sequence[uuid.UUID], req: HistoryPageRequest, *, meta: bool = True
 ) -> tuple[dict[uuid.UUID, Row[Any]], dict[uuid.UUID, HistoryPage]]:
     """`contexts_with_parents` and `history.history_pages` of the same ids, in one
     statement: a chat page (a context with its newest messages) is one round trip,
@@ -96,7 +105,7 @@ async def contexts_with_pages(
     pages = history.pages_sql(req, params)
     sql = (
         f"WITH RECURSIVE {history.chain_cte(req.filter.include_inherited)} "
-        f"{_CONTEXT_ROWS} UNION ALL {_PAGE_ROWS}({pages}) p"
+        f"{_CONTEXT_ROWS[meta]} UNION ALL {_PAGE_ROWS}({pages}) p"
     )
     sql, params = for_ids(sql, params)
     stmt = typed(
@@ -117,15 +126,16 @@ async def contexts_with_pages(
 
 
 async def contexts_with_sibling_forks(
-    conn: Reads, ids: Sequence[uuid.UUID], req: TreePageRequest
+    conn: Reads, ids: Sequence[uuid.UUID], req: TreePageRequest, *, meta: bool = True
 ) -> tuple[dict[uuid.UUID, Row[Any]], dict[uuid.UUID, TreePage]]:
     """`contexts_with_parents` and a page of each parent's forks (the context's
     siblings, itself included: a chat's branch switcher) in one statement; the pages
     are keyed by parent id, as `tree.tree_pages` of the parents would return them."""
     params: dict[str, Any] = {"ids": list(ids), "lim": req.size + 1}
-    forks = tree.forks_page_sql(req, params, groups=_PARENT_IDS)
+    forks = tree.forks_page_sql(req, params, groups=_PARENT_IDS, meta=meta)
     sql = (
-        f"SELECT * FROM (SELECT NULL::uuid AS grp, NULL::int AS depth, NULL::bool AS probe, {CTX}"
+        "SELECT * FROM (SELECT NULL::uuid AS grp, NULL::int AS depth, NULL::bool AS probe,"
+        f" {_CTX_BY_META[meta]}"
         f" FROM contexts c WHERE {_WITH_PARENTS} UNION ALL SELECT * FROM ({forks}) f) u"
         # contexts first (no group), then each page in order
         " ORDER BY grp NULLS FIRST, probe, created_at, id"
@@ -378,6 +388,8 @@ async def list_contexts(
     after: tuple[Any, uuid.UUID] | None,
     before: tuple[Any, uuid.UUID] | None,
     backward: bool,
+    *,
+    meta: bool = True,
 ) -> tuple[list[Row[Any]], bool, bool]:
     """A keyset page of contexts: (rows in display order, has_next, has_previous).
 
@@ -404,12 +416,13 @@ async def list_contexts(
         return f" WHERE {' AND '.join(parts)}" if parts else ""
 
     direction = "DESC" if descending != backward else "ASC"
+    columns = _CTX_BY_META[meta]
     branches = [
-        f"(SELECT {_PAGE} AS part, {CTX} FROM contexts c{where(page)}"
+        f"(SELECT {_PAGE} AS part, {columns} FROM contexts c{where(page)}"
         f" ORDER BY {_SORT_EXPR[field]} {direction}, c.id {direction} LIMIT :lim)"
     ]
     branches += [
-        f"(SELECT {part} AS part, {CTX} FROM contexts c{where([*conditions, bound])} LIMIT 1)"
+        f"(SELECT {part} AS part, {columns} FROM contexts c{where([*conditions, bound])} LIMIT 1)"
         for part, bound in probes
     ]
     # Without cursors the page alone, already in order: the wrapping UNION's sort cost

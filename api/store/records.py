@@ -30,9 +30,17 @@ _BOOKKEEPING = {"own_tokens", "prefix_tokens"}
 CONTEXT_COLUMNS = [c for c in CONTEXTS.columns if c.name not in _BOOKKEEPING]
 
 
-def context_select_list(alias: str, prefix: str = "") -> str:
-    """`alias.col AS attr, ...` for every context column (`prefix` + attr when given)."""
-    return ", ".join(f"{alias}.{c.name} AS {prefix}{_attribute_name(c)}" for c in CONTEXT_COLUMNS)
+def context_select_list(alias: str, prefix: str = "", *, meta: bool = True) -> str:
+    """`alias.col AS attr, ...` for every context column (`prefix` + attr when given).
+
+    `meta=False` selects NULL for the metadata: for a planned read that does not
+    write it, so that no row's JSONB is decoded (in Python) for nothing.
+    """
+    return ", ".join(
+        f"{'NULL::jsonb' if c.name == 'metadata' and not meta else f'{alias}.{c.name}'}"
+        f" AS {prefix}{_attribute_name(c)}"
+        for c in CONTEXT_COLUMNS
+    )
 
 
 CONTEXT_NAMES = ", ".join(_attribute_name(c) for c in CONTEXT_COLUMNS)

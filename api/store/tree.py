@@ -117,11 +117,17 @@ def _cursor_params(after: tuple[Any, ...], params: dict[str, Any]) -> str:
 
 
 def forks_page_sql(
-    q: TreePageRequest, params: dict[str, Any], groups: str = "CAST(:ids AS uuid[])"
+    q: TreePageRequest,
+    params: dict[str, Any],
+    groups: str = "CAST(:ids AS uuid[])",
+    *,
+    meta: bool = True,
 ) -> str:
     """Direct forks: per context a keyset range scan on (parent_id, created_at, id),
     LIMIT page + 1, plus (after a cursor) one row telling whether any precede it.
-    `groups` is the uuid[] of the contexts whose forks are listed."""
+    `groups` is the uuid[] of the contexts whose forks are listed; `meta=False`
+    leaves their metadata out (None)."""
+    columns = _CTX if meta else context_select_list("c", meta=False)
     live = "" if q.query.include_deleted else " AND c.deleted_at IS NULL"
     cursor = None if q.after is None else _cursor_params(q.after, params)
 
@@ -129,7 +135,7 @@ def forks_page_sql(
         return (
             f"SELECT g.grp, 1 AS depth, {str(probe).lower()} AS probe, f.*"
             f" FROM unnest({groups}) AS g(grp) CROSS JOIN LATERAL ("
-            f"SELECT {_CTX} FROM contexts c WHERE c.parent_id = g.grp{live}{bound} {tail}) f"
+            f"SELECT {columns} FROM contexts c WHERE c.parent_id = g.grp{live}{bound} {tail}) f"
         )
 
     page_bound = "" if cursor is None else f" AND (c.created_at, c.id) > {cursor}"
