@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -45,6 +47,31 @@ def _exit_after_shutdown(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging setup plus the ctxgraph loggers (the access log among them) at
+    the server's log level. uvicorn applies it in every process that serves: worker
+    processes are spawned and never run `main()`, so without it `--workers 2` wrote
+    no access log lines."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["ctxgraph"] = {"format": LOG_FORMAT}
+    config["handlers"]["ctxgraph"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "ctxgraph",
+        "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["ctxgraph"] = {
+        "handlers": ["ctxgraph"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -73,6 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port=args.port,
             workers=args.workers,
             log_level=settings.log_level.lower(),
+            log_config=_log_config(settings.log_level),
             proxy_headers=True,
             # SIGTERM: stop accepting, let in-flight requests finish for this long.
             timeout_graceful_shutdown=settings.shutdown_timeout,
@@ -158,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     for name in ("ctxgraph", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.INFO)
     try:

@@ -230,7 +230,8 @@ class Server:
             for k, v in os.environ.items()
             if k != "DATABASE_URL" and not k.startswith("CTXGRAPH_")
         }
-        # uvicorn's own access log off (ctxgraph's JSON access log stays, as deployed)
+        # No log line per request: uvicorn's and ctxgraph's INFO lines, the access logs
+        # among them, are below this level (PostGraphile writes none either).
         env["CTXGRAPH_LOG_LEVEL"] = "warning"
         if self.database_url is not None:
             env["DATABASE_URL"] = self.database_url

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -71,14 +71,19 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(
-    env: dict[str, str], cwd: Path | None = None, timeout: float = 60.0
+    env: dict[str, str],
+    cwd: Path | None = None,
+    timeout: float = 60.0,
+    args: Sequence[str] = (),
+    output_to: list[str] | None = None,
 ) -> Iterator[str]:
-    """`ctxgraph serve` in a subprocess; yields its base URL once /readyz is 200."""
+    """`ctxgraph serve [args]` in a subprocess; yields its base URL once /readyz is 200.
+    After it stopped, its output is appended to `output_to` when given."""
     port = free_port()
     with tempfile.TemporaryFile(mode="w+") as log:
         # A file, not a pipe: an unread pipe would block a chatty server.
         proc = subprocess.Popen(
-            [CTXGRAPH, "serve", "--port", str(port)],
+            [CTXGRAPH, "serve", "--port", str(port), *args],
             env={**os.environ, **env},
             cwd=cwd or REPO,
             stdout=log,
@@ -111,5 +116,7 @@ def running_server(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if output_to is not None:
+                output_to.append(output())
             # pytest shows this only for a failing test: the server's side of the story
             print(f"--- ctxgraph serve on {base}, last output:\n{output()[-20_000:]}")  # noqa: T201

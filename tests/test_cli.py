@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -91,3 +92,29 @@ def test_serve_embedded_keeps_data_across_restarts(tmp_path: Path) -> None:
         url.stdout.strip()
         == f"postgresql://postgres:@/postgres?host={tmp_path / 'data' / 'pgdata'}"
     )
+
+
+@pytest.mark.parametrize(("level", "lines"), [("INFO", 3), ("WARNING", 0)])
+def test_serve_with_workers_writes_the_access_log(
+    database_url: str, level: str, lines: int
+) -> None:
+    """Worker processes are spawned and configure logging from uvicorn's config: the
+    access log (INFO lines of ctxgraph.access) follows CTXGRAPH_LOG_LEVEL there too."""
+    output: list[str] = []
+    env = {"DATABASE_URL": database_url, "CTXGRAPH_LOG_LEVEL": level}
+    with running_server(env, args=["--workers", "2"], output_to=output) as base:
+        for _ in range(3):
+            body = httpx.post(
+                f"{base}/graphql",
+                json={"query": "query AccessLogProbe { contexts(first: 1) { totalCount } }"},
+                timeout=10,
+            ).json()
+            assert "errors" not in body
+    logged = [
+        json.loads(line.split("ctxgraph.access: ", 1)[1])
+        for line in output[0].splitlines()
+        if "ctxgraph.access: " in line
+    ]
+    probes = [line for line in logged if line.get("operation_name") == "AccessLogProbe"]
+    assert len(probes) == lines, output[0][-3000:]
+    assert all(p["status"] == 200 and p["operation"] == "query" for p in probes)

@@ -129,7 +129,7 @@ class RequestLogMiddleware:
             if self.metrics is not None:
                 self.metrics.in_flight.dec()
                 self.metrics.observe_request(scope, status, duration)
-            if self.enabled:
+            if self.enabled and access_log.isEnabledFor(logging.INFO):
                 self._log(scope, info, status, duration, close_code)
 
     @staticmethod
