@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import uuid
+import secrets
 from typing import Any
 
 from strawberry.types import Info as StrawberryInfo
@@ -32,7 +32,7 @@ class RequestContext:
     ) -> None:
         self.db = db
         self.limits = limits
-        self.request_id = request_id or uuid.uuid4().hex[:16]
+        self.request_id = request_id or secrets.token_hex(8)
         # For a WebSocket this context lives as long as the connection.
         self.realtime = realtime
         self.subscriptions = 0
