@@ -11,6 +11,7 @@ integers beyond 64 bits, which orjson refuses to write, are written by json.dump
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, Final
 
 import orjson
@@ -60,8 +61,17 @@ def loads(data: str | bytes) -> Any:
 
 def dumps(value: Any) -> bytes:
     """JSON text of `value`: orjson's (a 32 KB chat page in 0.05 ms instead of 0.7 ms),
-    or json.dumps's for the one value orjson refuses, an integer beyond 64 bits."""
+    or json.dumps's for the one value orjson refuses, an integer beyond 64 bits.
+    A datetime is written as its isoformat() (as orjson writes one in UTC)."""
     try:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        return json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), default=_isoformat
+        ).encode()
+
+
+def _isoformat(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 
 import pytest
 
-from api.jsoncodec import SLOW, loads, loads_fast
+from api.jsoncodec import SLOW, dumps, loads, loads_fast
 
 SAME = [
     '{"a": 1, "b": [1.5, -2, 0.000123456789012345678], "c": null, "d": "é"}',
@@ -42,3 +43,13 @@ def test_json_answers_when_orjson_may_differ(text: str) -> None:
     else:
         assert value == expected
         assert repr(value) == repr(expected)  # ints stay ints
+
+
+def test_dumps_writes_datetimes_as_isoformat_also_beside_a_long_integer() -> None:
+    """Planned answers carry UTC datetimes for orjson to write; where orjson refuses the
+    value (an integer beyond 64 bits) json.dumps writes them the same way."""
+    at = datetime(2026, 11, 28, 13, 0, 0, 123000, tzinfo=UTC)
+    assert dumps({"at": at}) == b'{"at":"2026-11-28T13:00:00.123000+00:00"}'
+    assert json.loads(dumps({"at": at, "big": 2**70})) == {"at": at.isoformat(), "big": 2**70}
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        dumps({"big": 2**70, "other": object()})

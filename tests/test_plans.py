@@ -173,6 +173,22 @@ async def test_planned_context_lists_answer_as_graphql_core(
         assert plan_runs == [True]
 
 
+async def test_planned_timestamps_and_long_integers_are_written_as_graphql_cores(
+    client: GraphQLClient, plan_runs: list[bool]
+) -> None:
+    """A plan leaves UTC datetimes for the JSON encoder to write (`plans._plain`); beside
+    metadata with an integer beyond 64 bits (which orjson refuses) they still come out
+    as graphql-core writes them."""
+    chat = await create_context(client, "big", [user("hi")], metadata={"big": 2**70})
+    for doc in (COLUMNS, CHAT):
+        answer, reference = await both(client, plan_runs, doc, {"id": chat["id"]})
+        assert answer == reference
+        assert plan_runs == [True]
+    assert answer["data"]["context"]["messages"]["nodes"][0]["createdAt"].endswith("+00:00")
+    columns = await client.data(planned(COLUMNS), {"id": chat["id"]})
+    assert columns["context"]["metadata"] == {"big": 2**70}
+
+
 async def test_plans_read_metadata_only_where_they_write_it(
     client: GraphQLClient, plan_runs: list[bool], statements: StatementLog
 ) -> None:
