@@ -127,6 +127,18 @@ async def contexts_with_pages(
     return found, history.split_pages(rows, ids, req)
 
 
+@functools.lru_cache(maxsize=64)
+def _with_sibling_forks(forks: str, meta: bool) -> str:
+    """The text of `contexts_with_sibling_forks` around a forks page's, built once."""
+    return (
+        "SELECT * FROM (SELECT NULL::uuid AS grp, NULL::int AS depth, NULL::bool AS probe,"
+        f" {_CTX_BY_META[meta]}"
+        f" FROM contexts c WHERE {_WITH_PARENTS} UNION ALL SELECT * FROM ({forks}) f) u"
+        # contexts first (no group), then each page in order
+        " ORDER BY grp NULLS FIRST, probe, created_at, id"
+    )
+
+
 async def contexts_with_sibling_forks(
     conn: Reads, ids: Sequence[uuid.UUID], req: TreePageRequest, *, meta: bool = True
 ) -> tuple[dict[uuid.UUID, Row[Any]], dict[uuid.UUID, TreePage]]:
@@ -135,14 +147,7 @@ async def contexts_with_sibling_forks(
     are keyed by parent id, as `tree.tree_pages` of the parents would return them."""
     params: dict[str, Any] = {"ids": list(ids), "lim": req.size + 1}
     forks = tree.forks_page_sql(req, params, groups=_PARENT_IDS, meta=meta)
-    sql = (
-        "SELECT * FROM (SELECT NULL::uuid AS grp, NULL::int AS depth, NULL::bool AS probe,"
-        f" {_CTX_BY_META[meta]}"
-        f" FROM contexts c WHERE {_WITH_PARENTS} UNION ALL SELECT * FROM ({forks}) f) u"
-        # contexts first (no group), then each page in order
-        " ORDER BY grp NULLS FIRST, probe, created_at, id"
-    )
-    sql, params = for_ids(sql, params)
+    sql, params = for_ids(_with_sibling_forks(forks, meta), params)
     rows = (await conn.execute(tree.page_statement(sql), params)).all()
     found = {row.id: row for row in rows if row.grp is None}
     parent_ids = {found[i].parent_id for i in ids if i in found and found[i].parent_id}
