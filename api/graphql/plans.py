@@ -398,33 +398,23 @@ def make_plan(
     if type_ is None:
         return None
     names = _argument_names(node)
+
+    def read(write: Write, loads: dict[str, Bound], load: Callable[..., Any]) -> Plan:
+        # the statements leave the contexts' metadata out unless the plan writes it
+        meta = "meta" in planner.attributes
+        return Plan(operation, response_name, (node, field), write, loads, load, meta=meta)
+
     if node.name.value == "context" and names == {"id"}:
         write = planner.context(node, type_, top=True)
         # one statement reads a context with a page of its messages or of its siblings
         if write is None or {"page", "parent"} <= planner.loads.keys():
             return None
-        return Plan(
-            operation,
-            response_name,
-            (node, field),
-            write,
-            planner.loads,
-            _load_context,
-            meta="meta" in planner.attributes,
-        )
+        return read(write, planner.loads, _load_context)
     if node.name.value == "contexts" and names <= _PAGE_ARGUMENTS:
         write = planner.connection(node, field, with_total=False)
         if write is None:
             return None
-        return Plan(
-            operation,
-            response_name,
-            (node, field),
-            write,
-            {},
-            _load_context_list,
-            meta="meta" in planner.attributes,
-        )
+        return read(write, {}, _load_context_list)
     return None
 
 

@@ -43,6 +43,9 @@ def context_select_list(alias: str, prefix: str = "", *, meta: bool = True) -> s
     )
 
 
+CONTEXTS_AS_C = {meta: context_select_list("c", meta=meta) for meta in (True, False)}
+"""`context_select_list("c", meta=...)` by `meta`: the store's statements alias contexts `c`."""
+
 CONTEXT_NAMES = ", ".join(_attribute_name(c) for c in CONTEXT_COLUMNS)
 """The attribute names `context_select_list` gives, to select them again from a subquery."""
 
