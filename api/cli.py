@@ -75,6 +75,8 @@ def _log_config(level: str) -> dict[str, Any]:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from api.http_protocol import HeadWithBodyProtocol
+
     settings = get_settings()
     url, embedded = _resolve_url(settings)
     try:
@@ -102,6 +104,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_level=settings.log_level.lower(),
             log_config=_log_config(settings.log_level),
             proxy_headers=True,
+            # httptools, with a response's head written together with its body
+            http=HeadWithBodyProtocol,
             # SIGTERM: stop accepting, let in-flight requests finish for this long.
             timeout_graceful_shutdown=settings.shutdown_timeout,
             ws_max_size=settings.max_body_bytes,
