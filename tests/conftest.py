@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +84,11 @@ class RollbackConnector:
         async with self.lock, self.conn.begin_nested():
             yield self.conn
 
-    def single_statement(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        return self.transaction()  # inside the test's transaction: a savepoint
+    @asynccontextmanager
+    async def single_statement(self) -> AsyncIterator[Direct]:
+        # inside the test's transaction: a savepoint, around asyncpg as in production
+        async with self.transaction() as conn:
+            yield await Direct.strict(conn)
 
 
 class GraphQLClient:

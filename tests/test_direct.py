@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.selectable import TextualSelect
 
+from api.db import EngineConnector
+from api.errors import VersionConflict
 from api.store import contexts as store
 from api.store import direct, tree
 from api.store.direct import Direct
@@ -175,6 +177,50 @@ async def test_pooled_keeps_a_connection_after_a_refused_statement(engine: Async
     assert not drivers[0].is_closed()
     async with direct.pooled(engine) as reads:  # and the pool's connections still answer
         assert [r.x for r in (await reads.execute(statement("SELECT 2 AS x"))).all()] == [2]
+
+
+async def test_pooled_keeps_a_connection_after_a_client_error(engine: AsyncEngine) -> None:
+    """The store refused the request between statements (an append that matched no row is
+    VERSION_CONFLICT): the connection is idle, no reason to open a new one."""
+    drivers: list[Any] = []
+
+    async def conflict() -> None:
+        async with direct.pooled(engine) as reads:
+            drivers.append(reads._driver)
+            await reads.execute(statement("SELECT 1 AS x"))
+            raise VersionConflict("expectedVersion is 1 but the context is at version 2")
+
+    with pytest.raises(VersionConflict):
+        await conflict()
+    assert not drivers[0].is_closed()
+
+
+async def test_one_statement_writes_run_on_pooled_asyncpg(engine: AsyncEngine) -> None:
+    """The production connector's single_statement: asyncpg outside a transaction, so the
+    statement commits by itself, with no SQLAlchemy Connection around it."""
+    in_use = checked_out(engine)
+    before = in_use()
+    async with EngineConnector(engine).single_statement() as writes:
+        assert isinstance(writes, Direct)
+        assert in_use() == before + 1
+        assert not writes._driver.is_in_transaction()
+        assert [r.x for r in (await writes.execute(statement("SELECT 3 AS x"))).all()] == [3]
+    assert in_use() == before
+
+
+async def test_rows_one_or_none_as_sqlalchemys(conn: AsyncConnection) -> None:
+    def rows(n: int) -> Any:
+        return statement(f"SELECT g AS x FROM generate_series(1, {n}) g")
+
+    assert (await Direct(conn).execute(rows(0))).one_or_none() is None
+    one = (await Direct(conn).execute(rows(1))).one_or_none()
+    assert one == (await conn.execute(rows(1))).one_or_none()
+    assert one is not None
+    assert one.x == 1
+    with pytest.raises(sa.exc.MultipleResultsFound):
+        (await Direct(conn).execute(rows(2))).one_or_none()
+    with pytest.raises(sa.exc.MultipleResultsFound):
+        (await conn.execute(rows(2))).one_or_none()
 
 
 async def test_pooled_drops_a_connection_cancelled_mid_statement(engine: AsyncEngine) -> None:

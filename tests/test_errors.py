@@ -545,8 +545,8 @@ class ExplodingConnector:
         raise RuntimeError(f"transaction failed: {SECRET}")
         yield  # pragma: no cover
 
-    def single_statement(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        return self.transaction()
+    def single_statement(self) -> AbstractAsyncContextManager[Direct]:
+        return self.direct()
 
 
 @pytest.fixture
@@ -663,8 +663,7 @@ async def test_failed_mutation_is_masked_and_rolled_back(
                 yield c
                 raise RuntimeError(f"commit failed: {SECRET}")
 
-        def single_statement(self) -> AbstractAsyncContextManager[AsyncConnection]:
-            return self.transaction()  # a savepoint here, autocommit in production
+        # single_statement: RollbackConnector's, a savepoint by this transaction()
 
     async with graphql_client(create_app(test_settings(), connector=rollback)) as good:
         ctx = await create_context(good, messages=[user("a")])

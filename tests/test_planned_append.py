@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -142,8 +142,7 @@ async def test_a_write_that_fails_after_its_statement_is_reported_not_retried(
                 yield c
             raise ConnectionResetError("connection lost after the statement")
 
-        def single_statement(self) -> AbstractAsyncContextManager[AsyncConnection]:
-            return self.transaction()
+        # single_statement: RollbackConnector's, a savepoint by this transaction()
 
     async with graphql_client(create_app(test_settings(), connector=rollback)) as good:
         ctx = await create_context(good, "e")

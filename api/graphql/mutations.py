@@ -20,13 +20,11 @@ from api.store.notify import notify_appended
 
 
 @asynccontextmanager
-async def _write(info: Info, one_statement: bool = False) -> AsyncIterator[AsyncConnection]:
-    """The mutation's one transaction (none for a write that is one statement, atomic
-    by itself). Mutation fields of a request run one after another, so what the
-    loaders cached before this write (for earlier fields) is stale once it commits:
-    forget it."""
-    db = info.context.db
-    async with db.single_statement() if one_statement else db.transaction() as conn:
+async def _write(info: Info) -> AsyncIterator[AsyncConnection]:
+    """The mutation's one transaction. Mutation fields of a request run one after
+    another, so what the loaders cached before this write (for earlier fields) is
+    stale once it commits: forget it."""
+    async with info.context.db.transaction() as conn:
         yield conn
     info.context.loaders.clear()
 
@@ -142,9 +140,9 @@ class Mutation:
         key = parse_id(context_id, "contextId")
         new = to_new_messages(messages, info.context.limits)
         check_version(expected_version, "expectedVersion")
-        one_statement = messages_store.append_is_one_statement(new)
-        async with _write(info, one_statement) as conn:
-            rows = await messages_store.append_messages(conn, key, new, expected_version)
+        # a transaction, or none for a batch that is one statement (atomic by itself)
+        rows = await messages_store.append(info.context.db, key, new, expected_version)
+        info.context.loaders.clear()  # as _write does
         return AppendMessagesPayload(messages=rows, _context_id=key)  # type: ignore[arg-type]
 
     @strawberry.mutation(

@@ -692,12 +692,9 @@ def _append(
     inputs = [from_coerced(MessageInput, m) for m in args["messages"]]
     new = to_new_messages(inputs, ctx.limits)
     expected = check_version(args.get("expectedVersion"), "expectedVersion")
-    one_statement = messages_store.append_is_one_statement(new)
 
     async def commit() -> list[Record]:
-        db = ctx.db
-        async with db.single_statement() if one_statement else db.transaction() as conn:
-            return await messages_store.append_messages(conn, key, new, expected)
+        return await messages_store.append(ctx.db, key, new, expected)
 
     return commit
 

@@ -1,7 +1,9 @@
 """Statements sent straight to asyncpg: the reads of planned requests (chat page,
-tree, contexts list), on a pooled connection without SQLAlchemy's Connection around
-it (`pooled(engine)`, `Connector.direct()`), and an append, on the asyncpg connection
-under a SQLAlchemy one (`Direct(conn)`: same transaction, same statement timeout).
+tree, contexts list) and an append that is one statement, on a pooled connection
+without SQLAlchemy's Connection around it (`pooled(engine)`: `Connector.direct()`,
+`Connector.single_statement()`), and the statement of an append in a transaction,
+on the asyncpg connection under a SQLAlchemy one (`Direct(conn)`: same transaction,
+same statement timeout).
 
 `Direct` speaks the part of `AsyncConnection` those store functions use (`await
 execute(statement, params)`, then iterate, index or `.all()` the rows) and answers
@@ -40,6 +42,8 @@ from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.sql.sqltypes import NullType
 from sqlalchemy.util import greenlet_spawn
+
+from api.errors import CtxgraphError
 
 # Who wants to see every statement (tests and the benchmark count them): SQLAlchemy's
 # before_cursor_execute does not fire for these, so api.db.count_statements adds its
@@ -101,6 +105,13 @@ class Rows:
 
     def all(self) -> list[Row[Any]]:
         return self._rows
+
+    def one_or_none(self) -> Row[Any] | None:
+        if len(self._rows) > 1:
+            raise sa.exc.MultipleResultsFound(
+                "Multiple rows were found when one or none was required"
+            )
+        return self._rows[0] if self._rows else None
 
 
 class Direct:
@@ -171,9 +182,12 @@ async def pooled(engine: AsyncEngine) -> AsyncIterator[Direct]:
     try:
         yield Direct._on(raw.driver_connection, engine.dialect, engine.sync_engine.pool)
     except BaseException as exc:
-        # A statement the server refused leaves the connection idle and usable; after
-        # anything else (cancelled mid-statement, connection lost) it may be mid-protocol.
-        done = raw.close if isinstance(exc, asyncpg.PostgresError) else raw.invalidate
+        # A statement the server refused leaves the connection idle and usable, as does
+        # a client error the store raised between statements (VERSION_CONFLICT after an
+        # append that matched no row); after anything else (cancelled mid-statement,
+        # connection lost) it may be mid-protocol.
+        idle = isinstance(exc, asyncpg.PostgresError | CtxgraphError)
+        done = raw.close if idle else raw.invalidate
         await greenlet_spawn(done)
         raise
     # In a greenlet: a connection beyond the pool's size is closed on the way back (I/O).
@@ -181,4 +195,4 @@ async def pooled(engine: AsyncEngine) -> AsyncIterator[Direct]:
 
 
 Reads = AsyncConnection | Direct
-"""What the store's functions that planned reads call take."""
+"""What the store's functions that planned reads (and one-statement writes) call take."""

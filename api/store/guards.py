@@ -4,9 +4,9 @@ import uuid
 from typing import Any
 
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.errors import ContextDeleted, NotFound
+from api.store.direct import Reads
 from api.store.records import statement
 
 
@@ -21,7 +21,7 @@ def context_deleted(context_id: uuid.UUID) -> ContextDeleted:
     )
 
 
-async def live_context_state(conn: AsyncConnection, context_id: uuid.UUID) -> Row[Any]:
+async def live_context_state(conn: Reads, context_id: uuid.UUID) -> Row[Any]:
     """The context's (deleted_at, latest_version); NOT_FOUND or CONTEXT_DELETED otherwise."""
     row = (
         await conn.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
@@ -17,6 +17,9 @@ from api.store.guards import context_deleted, live_context_state
 from api.store.inputs import NewMessage
 from api.store.notify import CHANNEL
 from api.store.records import message_select_list, statement, typed
+
+if TYPE_CHECKING:
+    from api.db import Connector
 
 MSG = message_select_list("m")
 
@@ -104,8 +107,23 @@ def append_is_one_statement(messages: Sequence[NewMessage]) -> bool:
     return all(m.id is None for m in messages)
 
 
+async def append(
+    db: Connector,
+    context_id: uuid.UUID,
+    messages: Sequence[NewMessage],
+    expected_version: int | None,
+) -> list[Row[Any]]:
+    """`append_messages` on a connection of `db`: in a transaction when the batch has
+    client ids, else as one statement on asyncpg (`Connector.single_statement`)."""
+    if append_is_one_statement(messages):
+        async with db.single_statement() as direct:
+            return await append_messages(direct, context_id, messages, expected_version)
+    async with db.transaction() as conn:
+        return await append_messages(conn, context_id, messages, expected_version)
+
+
 async def append_messages(
-    conn: AsyncConnection,
+    conn: AsyncConnection | Direct,
     context_id: uuid.UUID,
     messages: Sequence[NewMessage],
     expected_version: int | None,
@@ -132,6 +150,8 @@ async def append_messages(
     )
     guard = " AND latest_version = :expected" if expected_version is not None else ""
     if ids:
+        # the lock and the look-up need a transaction (`append`)
+        assert isinstance(conn, AsyncConnection), "client ids need a transaction"
         lock = statement("SELECT 1 FROM contexts WHERE id = :cid FOR NO KEY UPDATE")
         await conn.execute(lock, {"cid": context_id})
         params["ids"] = ids
@@ -164,7 +184,7 @@ async def append_messages(
         # Without client ids nothing can collide (the ids are made by PostgreSQL):
         # straight to asyncpg (api/store/direct.py); with them, a concurrent batch's
         # id is SQLAlchemy's IntegrityError below.
-        runner = conn if ids else Direct(conn)
+        runner = Direct(conn) if isinstance(conn, AsyncConnection) and not ids else conn
         rows = list(await runner.execute(stmt, params))
     except IntegrityError as exc:
         if "pk_messages" in str(exc.orig):
