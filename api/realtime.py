@@ -4,7 +4,11 @@ Appends NOTIFY `ctxgraph_messages` with `<context_id>:<latest_version>` from the
 own statement, so it is delivered when, and only if, they commit
 (api/store/notify.py). Each API process runs one `Listener` (one direct asyncpg
 connection, whatever the number of subscribers) that hands every notification
-to the process's `Hub`; the hub wakes the `Watch`es of that context. A woken
+to the process's `Hub`; the hub wakes the `Watch`es of that context. The
+connection LISTENs only while the process has subscribers: every listening
+backend is woken by every append's NOTIFY, ~0.13 ms of PostgreSQL CPU per append
+and listener when measured (bench/README.md, "Optimizations"), worth paying only
+for someone. A woken
 subscriber never trusts the notification for content: it reads the history
 after the last version it delivered from the database. So a dropped
 notification, a listener reconnect or a slow consumer loses nothing: the
@@ -124,19 +128,31 @@ class Hub:
         self._interests: dict[uuid.UUID, _Interest] = {}
         self.notifications = 0
         """Notifications dispatched (for tests and metrics)."""
+        self.on_demand: Callable[[], None] = lambda: None
+        """Called when the first watch begins and when the last one ends (the listener)."""
+
+    @property
+    def watched(self) -> bool:
+        """Whether anyone in this process watches a context."""
+        return bool(self._interests)
 
     @contextmanager
     def watch(self, context_id: uuid.UUID) -> Iterator[Watch]:
         """Register interest in a context for the duration of the block."""
         w = Watch(context_id)
+        first = not self._interests
         interest = self._interests.setdefault(context_id, _Interest())
         interest.watches.add(w)
+        if first:
+            self.on_demand()
         try:
             yield w
         finally:
             interest.watches.discard(w)
             if not interest.watches and self._interests.get(context_id) is interest:
                 del self._interests[context_id]
+                if not self._interests:
+                    self.on_demand()
 
     def watches(self, context_id: uuid.UUID | None = None) -> list[Watch]:
         """The current watches (of one context, or all): for metrics and tests."""
@@ -235,8 +251,10 @@ def listener_dsn(url: str) -> str:
 class Listener:
     """The process's one LISTEN connection; reconnects with backoff, forever.
 
-    Each (re)connection wakes every watch, so subscribers catch up on what was
-    appended while no one was listening.
+    The connection stays open; LISTEN runs while the hub has watches: at once when
+    the first one begins, UNLISTEN at the next keepalive tick that finds none. Each
+    LISTEN (after a reconnect too) wakes every watch, so subscribers catch up on
+    what was appended while no one was listening.
     """
 
     def __init__(
@@ -256,23 +274,30 @@ class Listener:
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
         self._task: asyncio.Task[None] | None = None
-        self._listening = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._nudge = asyncio.Event()
+        """Set when the hub's demand changed or the connection was lost."""
+        hub.on_demand = self._nudge.set
         self.connections = 0
-        """How many times LISTEN was (re-)established."""
+        """How many times the connection was (re-)established."""
+        self.listens = 0
+        """How many times LISTEN was run."""
+        self.listening = False
+        """Whether LISTEN is in place now."""
         self.backend_pid: int | None = None
         self.last_error: str | None = None
 
     @property
-    def listening(self) -> bool:
-        return self._listening.is_set()
+    def connected(self) -> bool:
+        return self._connected.is_set()
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="ctxgraph-listener")
 
-    async def wait_listening(self, timeout: float) -> None:
-        """Until LISTEN is in place (TimeoutError otherwise)."""
-        await asyncio.wait_for(self._listening.wait(), timeout)
+    async def wait_connected(self, timeout: float) -> None:
+        """Until the connection is up, ready to LISTEN (TimeoutError otherwise)."""
+        await asyncio.wait_for(self._connected.wait(), timeout)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -309,7 +334,8 @@ class Listener:
                 except Exception as exc:
                     log.warning("listener connection lost: %s", exc)
                 finally:
-                    self._listening.clear()
+                    self._connected.clear()
+                    self.listening = False
                     self.backend_pid = None
                     conn.terminate()
             if self.connections > established:
@@ -320,25 +346,42 @@ class Listener:
             backoff = min(backoff * 2, self.backoff_max)
 
     async def _listen(self, conn: asyncpg.Connection) -> None:
-        lost = asyncio.Event()
-        conn.add_termination_listener(lambda _conn: lost.set())
-        await conn.add_listener(CHANNEL, self._on_notification)
+        lost = False
+
+        def on_lost(_conn: object) -> None:
+            nonlocal lost
+            lost = True
+            self._nudge.set()
+
+        conn.add_termination_listener(on_lost)
         self.backend_pid = conn.get_server_pid()
         self.connections += 1
-        self._listening.set()
+        self._connected.set()
         if self.connections > 1:
             log.info("listener reconnected; subscribers catch up from the database")
-        # Whatever was appended while no one listened is found by re-reading.
-        self.hub.wake_all()
+        tick = False
         while not conn.is_closed():
-            try:
-                await asyncio.wait_for(lost.wait(), self._keepalive)
-            except TimeoutError:
-                # A dead peer without a FIN (network cut) shows only on traffic.
-                await conn.fetchval("SELECT 1", timeout=self._keepalive)
-            else:
+            # cleared before the hub is looked at: a change after the look sets it again
+            self._nudge.clear()
+            if lost:
                 log.warning("listener connection closed by the server; reconnecting")
                 return
+            if self.hub.watched and not self.listening:
+                await conn.add_listener(CHANNEL, self._on_notification)
+                self.listening = True
+                self.listens += 1
+                # Whatever was appended while no one listened is found by re-reading.
+                self.hub.wake_all()
+            elif tick and not self.hub.watched and self.listening:
+                await conn.remove_listener(CHANNEL, self._on_notification)
+                self.listening = False
+            try:
+                await asyncio.wait_for(self._nudge.wait(), self._keepalive)
+                tick = False
+            except TimeoutError:
+                tick = True
+                # A dead peer without a FIN (network cut) shows only on traffic.
+                await conn.fetchval("SELECT 1", timeout=self._keepalive)
 
 
 @dataclass
@@ -386,14 +429,14 @@ class Realtime:
         return None if self._recheck is not None else self.recheck_interval
 
     async def start(self, connector: Connector, timeout: float) -> None:
-        """Start the re-check and listening; DatabaseConfigError if LISTEN is not in
-        place within `timeout`."""
+        """Start the re-check and the listener; DatabaseConfigError if its connection
+        is not up within `timeout`."""
         self._recheck = asyncio.create_task(self._recheck_loop(connector), name="ctxgraph-recheck")
         if self.listener is None:
             return
         self.listener.start()
         try:
-            await self.listener.wait_listening(timeout)
+            await self.listener.wait_connected(timeout)
         except TimeoutError:
             await self.stop()
             raise DatabaseConfigError(

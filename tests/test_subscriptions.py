@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -30,6 +31,7 @@ from api.db import EngineConnector, count_statements
 from api.realtime import Hub, Listener, Realtime, listener_dsn
 from api.store import messages as messages_store
 from api.store.inputs import NewMessage
+from api.store.notify import CHANNEL
 from tests.conftest import GraphQLClient, test_settings
 from tests.helpers import append, create_context, fork, user
 
@@ -452,7 +454,7 @@ async def test_subscribers_survive_a_killed_listener_connection(app: FastAPI) ->
         realtime: Realtime = app.state.realtime
         listener = realtime.listener
         assert listener is not None
-        await listener.wait_listening(TIMEOUT)
+        await listener.wait_connected(TIMEOUT)
         t = tag()
         ctx = await create_context(s.client, t)
         socket = await s.socket()
@@ -473,6 +475,54 @@ async def test_subscribers_survive_a_killed_listener_connection(app: FastAPI) ->
             listener.backoff_min = 0.05
         await append(s.client, ctx["id"], [user("after")])
         assert [m["content"] for m in await socket.messages(op, 1)] == ["after"]
+
+
+async def test_the_listener_listens_only_while_someone_subscribes(database_url: str) -> None:
+    """Every append's NOTIFY wakes every listening backend: a process without subscribers
+    does not LISTEN. The first subscription starts it (and a re-read, for what committed
+    before); the keepalive tick after the last one ends stops it."""
+    app = create_app(test_settings(database_url=database_url, subscription_recheck_interval=0.2))
+    async with running(app) as s:
+        realtime: Realtime = app.state.realtime
+        listener = realtime.listener
+        assert listener is not None
+        assert listener.connected
+        ctx = await create_context(s.client, tag())
+
+        async def unheard(text: str) -> None:
+            """Append; once a LISTEN of the test's own has the notification, the app's
+            listener has had time to get it too, were it listening."""
+            own = await asyncpg.connect(listener.dsn)
+            heard = asyncio.Event()
+            await own.add_listener(CHANNEL, lambda *_: heard.set())
+            try:
+                before = s.hub.notifications
+                await append(s.client, ctx["id"], [user(text)])
+                await asyncio.wait_for(heard.wait(), TIMEOUT)
+                await asyncio.sleep(0.1)
+                assert s.hub.notifications == before
+            finally:
+                await own.close()
+
+        await unheard("before anyone subscribes")
+        assert (listener.listening, listener.listens) == (False, 0)
+
+        async with s.connect() as socket:
+            op = await socket.subscribe(ctx["id"], after_version=0)
+            await wait_until(lambda: listener.listening, "LISTEN for the first subscriber")
+            assert listener.listens == 1
+            before = s.hub.notifications
+            await append(s.client, ctx["id"], [user("heard")])
+            assert [m["content"] for m in await socket.messages(op, 2)] == [
+                "before anyone subscribes",
+                "heard",
+            ]
+            await wait_until(lambda: s.hub.notifications > before, "announced by NOTIFY")
+
+        await wait_until(lambda: not s.hub.watched, "the subscription ended")
+        await wait_until(lambda: not listener.listening, "UNLISTEN at the next tick")
+        await unheard("after the last one left")
+        assert listener.connections == 1  # one connection throughout
 
 
 async def kill_listener(app: FastAPI, listener: Listener) -> None:
