@@ -43,13 +43,12 @@ class ResponseWriter:
     """The socket as one request's cycle sees it: the head of a response with a body of
     known length is held until the body's first write, and written with it."""
 
-    __slots__ = ("transport", "cycle", "head", "head_seen")
+    __slots__ = ("transport", "cycle", "head")
 
     def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
         self.transport = transport
-        self.cycle = cycle
+        self.cycle: RequestResponseCycle | None = cycle
         self.head: bytes | None = None
-        self.head_seen = False
 
     def write(self, data: bytes) -> None:
         head = self.head
@@ -58,12 +57,11 @@ class ResponseWriter:
             self.transport.write(head + data)
             return
         cycle = self.cycle
-        if (
-            not self.head_seen
-            and cycle.response_started  # uvicorn sets it just before writing the head
-            and not cycle.response_complete
-        ):
-            self.head_seen = True
+        if cycle is not None and cycle.response_started:  # uvicorn sets it, then writes the head
+            # The head is the one write that needs the cycle's state. Let go of it: the
+            # cycle holds this writer, and a reference cycle per request would be left
+            # for the garbage collector.
+            self.cycle = None
             # chunked_encoding is False only with a Content-Length; a HEAD request or an
             # empty body writes no body to carry the head.
             if (

@@ -19,7 +19,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from api.http_protocol import HeadWithBodyProtocol
+from api.http_protocol import HeadWithBodyProtocol, ResponseWriter
 
 
 class RecordingTransport(asyncio.Transport):
@@ -90,6 +90,22 @@ async def test_head_and_body_in_one_write() -> None:
     assert b"content-length: 11" in head
     assert body == b'{"data":{}}'
     assert not transport.closed
+
+
+async def test_the_writer_lets_go_of_the_cycle() -> None:
+    """The cycle holds its writer; once the head is written the writer no longer holds
+    the cycle, so requests leave no reference cycles for the garbage collector."""
+    config = Config(app=answer, http=HeadWithBodyProtocol, log_level="critical", lifespan="off")
+    state = ServerState()
+    server = HeadWithBodyProtocol(config=config, server_state=state, app_state={})
+    server.connection_made(RecordingTransport())
+    server.data_received(post())
+    writer = server.cycle.transport
+    assert isinstance(writer, ResponseWriter)
+    assert writer.cycle is server.cycle  # until the response starts
+    while state.tasks:
+        await asyncio.gather(*state.tasks)
+    assert writer.cycle is None
 
 
 async def test_uvicorns_own_protocol_writes_twice() -> None:
