@@ -118,6 +118,8 @@ class Metrics:
     def _name_label(self, name: str | None) -> str:
         if name is None:
             return "anonymous"
+        if name in self._names:  # most requests: a name already labelled, no lock needed
+            return name
         if not _NAME.fullmatch(name):
             return "other"
         with self._lock:
