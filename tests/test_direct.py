@@ -135,7 +135,7 @@ async def test_an_append_without_client_ids_runs_directly(client: GraphQLClient)
             if isinstance(stmt, TextualSelect) and str(stmt).startswith(kind)
         ]
 
-    taken = runs("WITH bumped AS")  # every shape so far (the cache is per process)
+    taken = runs("WITH requests AS")  # every shape so far (the cache is per process)
     assert taken
     assert all(taken)
     assert runs("WITH existing AS") == []  # never offered to Direct

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.errors import BadUserInput, NotFound, VersionConflict
-from api.store.direct import Direct
+from api.store.direct import Direct, Reads
+from api.store.group_commit import GroupCommit
 from api.store.guards import context_deleted, live_context_state
 from api.store.inputs import NewMessage
 from api.store.notify import CHANNEL
@@ -45,26 +50,47 @@ def message_params(messages: Sequence[NewMessage]) -> dict[str, Any]:
     }
 
 
-def insert_messages_sql(target: str) -> str:
-    """INSERT of the `message_params` arrays into the context that `target` yields.
+_MESSAGE_ARRAYS = (
+    "CAST(:m_id AS uuid[]), CAST(:m_role AS text[]), CAST(:m_content AS text[]),"
+    " CAST(:m_tool_call_id AS text[]), CAST(:m_tool_name AS text[]),"
+    " CAST(:m_token_count AS int[]), CAST(:m_model AS text[]), CAST(:m_embedding AS text[])"
+)
+_MESSAGE_FIELDS = "id, role, content, tool_call_id, tool_name, token_count, model, embedding"
 
-    `target` is a subquery returning (id, base_version, base_tokens): the context's
-    latest version and own_tokens before the batch. Message i gets version
-    base_version + i and the running token sum of the context's own messages.
+# Appends take their input as JSON records rather than arrays:
+# PostgreSQL estimates a set from an array parameter by its length in a custom plan
+# and as 10 rows in the generic one, so it judged the generic plan dearer and planned
+# every execution anew (~0.6 ms of its CPU per statement); the rows of a JSON set are
+# estimated alike in both, and the generic plan is kept.
+_RECORDS = "jsonb_to_recordset(CAST(CAST({} AS text) AS jsonb))"
+
+
+def insert_messages_sql(target: str, *, by_context: bool = False) -> str:
+    """INSERT of new messages into the contexts that `target` yields.
+
+    `target` is a subquery returning (id, base_version, base_tokens): a context's
+    latest version and own_tokens before the batch. Its i-th message gets version
+    base_version + i and the running token sum of the context's own messages. One
+    context, its messages the `message_params` arrays; or `by_context`: several, the
+    messages JSON records of their contexts (`_append_params`).
     """
+    if by_context:
+        source = (
+            f"{target} t JOIN {_RECORDS.format(':messages')} AS i(context_id uuid, ord int,"
+            " id uuid, role text, content text, tool_call_id text, tool_name text,"
+            " token_count int, model text, embedding text) ON i.context_id = t.id"
+        )
+    else:
+        source = (
+            f"{target} t, unnest({_MESSAGE_ARRAYS}) WITH ORDINALITY AS i({_MESSAGE_FIELDS}, ord)"
+        )
     return (
         "INSERT INTO messages AS m (id, context_id, version, role, content, tool_call_id,"
         " tool_name, token_count, model, embedding, prefix_tokens)"
-        " SELECT coalesce(i.id, gen_random_uuid()), t.id, t.base_version + i.ord, i.role,"
-        " i.content, i.tool_call_id, i.tool_name, i.token_count, i.model,"
-        " CAST(i.embedding AS vector),"
-        " t.base_tokens + sum(coalesce(i.token_count, 0)) OVER (ORDER BY i.ord)"
-        f" FROM {target} t, unnest(CAST(:m_id AS uuid[]), CAST(:m_role AS text[]),"
-        " CAST(:m_content AS text[]), CAST(:m_tool_call_id AS text[]),"
-        " CAST(:m_tool_name AS text[]), CAST(:m_token_count AS int[]),"
-        " CAST(:m_model AS text[]), CAST(:m_embedding AS text[]))"
-        " WITH ORDINALITY AS i(id, role, content, tool_call_id, tool_name, token_count, model,"
-        " embedding, ord)"
+        " SELECT coalesce(i.id, gen_random_uuid()), t.id, t.base_version + row_number() OVER w,"
+        " i.role, i.content, i.tool_call_id, i.tool_name, i.token_count, i.model,"
+        " CAST(i.embedding AS vector), t.base_tokens + sum(coalesce(i.token_count, 0)) OVER w"
+        f" FROM {source} WINDOW w AS (PARTITION BY t.id ORDER BY i.ord)"
         f" RETURNING {MSG}"
     )
 
@@ -93,12 +119,154 @@ def _check_replay(
     return sorted(stored.values(), key=lambda r: r.version)
 
 
-# One row (one notification, of the new latest version) when the batch was inserted,
-# none when it was not: joined to the inserted rows, which forces its evaluation.
-_NOTIFIED = (
-    "notified AS (SELECT pg_notify(:channel, CAST(i.context_id AS text) || ':' || max(i.version))"
-    " FROM inserted i GROUP BY i.context_id)"
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One request's append: messages for one context, and the version it expects."""
+
+    context_id: uuid.UUID
+    messages: Sequence[NewMessage]
+    expected_version: int | None = None
+
+
+def _append_sql(*, several: bool = False, client_ids: bool = False) -> str:
+    """The statement of appends (`_append_params`): bump each context's row (its lock
+    serializes appends to it, so versions never collide), insert its messages with
+    the versions after its latest, notify subscribers.
+
+    One append waits for its context's row lock. `several` (to distinct contexts)
+    never wait: a context whose row another transaction holds is left out (SKIP
+    LOCKED), as are the others the statement does not write, and goes alone next
+    (api/store/group_commit.py). So such a statement never waits for a lock behind
+    which appends to other contexts would wait too, and never deadlocks.
+
+    With `client_ids` (one append): the ids are looked up first, and the append is
+    made only when none exists; the stored ones come back instead (`_check_replay`).
+    """
+    requests = (
+        f"requests AS (SELECT * FROM {_RECORDS.format(':requests')}"
+        " AS r(id uuid, expected bigint, n int, tokens bigint))"
+    )
+    if several:
+        requests += (
+            ", locked AS MATERIALIZED (SELECT c.id FROM contexts c"
+            " WHERE c.id IN (SELECT id FROM requests) FOR NO KEY UPDATE OF c SKIP LOCKED)"
+        )
+    guard = " AND NOT EXISTS (SELECT 1 FROM existing)" if client_ids else ""
+    bumped = (
+        "bumped AS (UPDATE contexts c SET latest_version = c.latest_version + r.n,"
+        " message_count = c.message_count + r.n, total_tokens = c.total_tokens + r.tokens,"
+        " own_tokens = c.own_tokens + r.tokens, updated_at = now()"
+        f" FROM requests r{' JOIN locked l ON l.id = r.id' if several else ''}"
+        " WHERE c.id = r.id AND c.deleted_at IS NULL"
+        f" AND (r.expected IS NULL OR c.latest_version = r.expected){guard}"
+        " RETURNING c.id, c.latest_version - r.n AS base_version,"
+        " c.own_tokens - r.tokens AS base_tokens)"
+    )
+    # Subscribers in every process hear of the append (api/store/notify.py) from the
+    # statement itself: PostgreSQL delivers the notifications when it commits. One per
+    # context, of its new latest version; joined to the rows, which forces them.
+    notified = (
+        "notified AS (SELECT i.context_id,"
+        " pg_notify(:channel, CAST(i.context_id AS text) || ':' || max(i.version))"
+        " FROM inserted i GROUP BY i.context_id)"
+    )
+    inserted = insert_messages_sql("bumped", by_context=True)
+    written = f"{requests}, {bumped}, inserted AS ({inserted}), {notified}"
+    announced = "i.* FROM inserted i JOIN notified n ON n.context_id = i.context_id"
+    if not client_ids:
+        return f"WITH {written} SELECT {announced}"
+    return (
+        f"WITH existing AS (SELECT {MSG} FROM messages m WHERE m.id = ANY(:ids)), {written}"
+        f" SELECT true AS stored, e.* FROM existing e UNION ALL SELECT false AS stored, {announced}"
+    )
+
+
+_APPEND = typed(_append_sql(), messages=True)
+_APPEND_SEVERAL = typed(_append_sql(several=True), messages=True)
+_APPEND_WITH_IDS = typed(
+    _append_sql(client_ids=True), sa.column("stored", sa.Boolean), messages=True
 )
+
+
+def _append_params(appends: Sequence[Append]) -> dict[str, Any]:
+    requests = [
+        {
+            "id": str(a.context_id),
+            "expected": a.expected_version,
+            "n": len(a.messages),
+            "tokens": sum(m.token_count or 0 for m in a.messages),
+        }
+        for a in appends
+    ]
+    messages = [
+        {
+            "context_id": str(a.context_id),
+            "ord": i,
+            "id": None if m.id is None else str(m.id),
+            "role": m.role,
+            "content": m.content,
+            "tool_call_id": m.tool_call_id,
+            "tool_name": m.tool_name,
+            "token_count": m.token_count,
+            "model": m.model,
+            "embedding": _vector_literal(m.embedding),
+        }
+        for a in appends
+        for i, m in enumerate(a.messages)
+    ]
+    return {
+        "requests": orjson.dumps(requests).decode(),
+        "messages": orjson.dumps(messages).decode(),
+        "channel": CHANNEL,
+    }
+
+
+def _by_version(row: Row[Any]) -> int:
+    return int(row.version)
+
+
+async def append_one(conn: Reads, append: Append) -> list[Row[Any]]:
+    """An append without client ids, as one statement (atomic by itself): its rows by
+    version, or none when it matched no live context at its expected version
+    (`refuse` says why)."""
+    rows = list(await conn.execute(_APPEND, _append_params([append])))
+    rows.sort(key=_by_version)
+    return rows
+
+
+async def append_many(conn: Reads, appends: Sequence[Append]) -> list[list[Row[Any]] | None]:
+    """Appends without client ids to distinct contexts, as one statement that waits for
+    no lock (`_append_sql`): per append its rows by version, or None for one it did
+    not write (refused, or its context locked): `append_one` gives its answer."""
+    if len(appends) == 1:
+        return [await append_one(conn, appends[0])]
+    rows = await conn.execute(_APPEND_SEVERAL, _append_params(appends))
+    by_context: dict[uuid.UUID, list[Row[Any]]] = {a.context_id: [] for a in appends}
+    if len(by_context) != len(appends):
+        raise ValueError("one statement appends to a context once")
+    for row in rows:
+        by_context[row.context_id].append(row)
+    for appended in by_context.values():
+        appended.sort(key=_by_version)
+    return [by_context[a.context_id] or None for a in appends]
+
+
+async def refuse(conn: Reads, append: Append) -> NoReturn:
+    """Why `append` matched no row: NOT_FOUND, CONTEXT_DELETED or VERSION_CONFLICT."""
+    state = await live_context_state(conn, append.context_id)
+    expected = append.expected_version
+    if expected is None or expected == state.latest_version:
+        # Deleted when the append ran, live again when asked why: a concurrent
+        # restore. Nothing was written; the same request can be sent again.
+        raise VersionConflict(
+            "The context was deleted and restored while the messages were appended; "
+            "nothing was written, retry the append."
+        )
+    raise VersionConflict(
+        f"expectedVersion is {expected} but the context is at version "
+        f"{state.latest_version}; read the new messages and retry with "
+        f"expectedVersion: {state.latest_version}."
+    )
 
 
 def append_is_one_statement(messages: Sequence[NewMessage]) -> bool:
@@ -107,19 +275,61 @@ def append_is_one_statement(messages: Sequence[NewMessage]) -> bool:
     return all(m.id is None for m in messages)
 
 
+def _append_weight(append: Append) -> int:
+    # ~ its bytes in the statement: bounds what one statement of appends carries
+    return sum(
+        200 + len(m.content) + (0 if m.embedding is None else 20 * len(m.embedding))
+        for m in append.messages
+    )
+
+
+_GROUP_COMMITS: weakref.WeakKeyDictionary[Connector, GroupCommit[Append, list[Row[Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+"""By connector (one per app) and event loop (the group's)."""
+
+
+def _group_commit(db: Connector) -> GroupCommit[Append, list[Row[Any]]]:
+    """The appends of `db` in this process (an event loop's: tests run several)."""
+    group = _GROUP_COMMITS.get(db)
+    if group is None or group.loop is not asyncio.get_running_loop():
+        group = _GROUP_COMMITS[db] = GroupCommit(
+            db,
+            append_many,
+            key=lambda append: append.context_id,
+            weight=_append_weight,
+            max_weight=1 << 20,
+        )
+    return group
+
+
+def appends_waiting(db: Connector) -> int:
+    """Appends to `db` submitted by this process and not answered yet."""
+    group = _GROUP_COMMITS.get(db)
+    return 0 if group is None else group.waiting
+
+
 async def append(
     db: Connector,
     context_id: uuid.UUID,
     messages: Sequence[NewMessage],
     expected_version: int | None,
 ) -> list[Row[Any]]:
-    """`append_messages` on a connection of `db`: in a transaction when the batch has
-    client ids, else as one statement on asyncpg (`Connector.single_statement`)."""
-    if append_is_one_statement(messages):
-        async with db.single_statement() as direct:
-            return await append_messages(direct, context_id, messages, expected_version)
-    async with db.transaction() as conn:
-        return await append_messages(conn, context_id, messages, expected_version)
+    """Append a batch atomically; versions continue the history without gaps.
+
+    Without client ids, one statement, which appends of other requests that arrive
+    meanwhile share (api/store/group_commit.py); with them, `append_messages` in a
+    transaction.
+    """
+    if not append_is_one_statement(messages):
+        async with db.transaction() as conn:
+            return await append_messages(conn, context_id, messages, expected_version)
+    request = Append(context_id, messages, expected_version)
+    rows = await _group_commit(db).submit(request)
+    if not rows:
+        async with db.direct() as conn:
+            await refuse(conn, request)
+    return rows
 
 
 async def append_messages(
@@ -128,64 +338,31 @@ async def append_messages(
     messages: Sequence[NewMessage],
     expected_version: int | None,
 ) -> list[Row[Any]]:
-    """Append a batch atomically; versions continue the history without gaps.
+    """Append a batch atomically on `conn`; versions continue the history without gaps.
 
-    One statement bumps the context row (which takes its row lock, so appends
-    to one context are serialized and versions never collide), inserts the
-    batch with versions latest+1..latest+n and notifies subscribers.
-
-    With client ids the same statement first looks the ids up and appends only
-    when none exists (a retry gets the stored rows back, whatever
-    expectedVersion says). The context row is locked by a statement before it:
-    a statement's snapshot is taken when it starts, so only then does the look-up
-    see an attempt of the same batch that held the lock while this one waited.
+    With client ids the statement first looks the ids up and appends only when none
+    exists (a retry gets the stored rows back, whatever expectedVersion says). The
+    context row is locked by a statement before it: a statement's snapshot is taken
+    when it starts, so only then does the look-up see an attempt of the same batch
+    that held the lock while this one waited.
     """
+    request = Append(context_id, messages, expected_version)
     ids = [m.id for m in messages if m.id is not None]
-    params = message_params(messages)
-    params.update(
-        cid=context_id,
-        n=len(messages),
-        tokens=sum(m.token_count or 0 for m in messages),
-        expected=expected_version,
-    )
-    guard = " AND latest_version = :expected" if expected_version is not None else ""
-    if ids:
-        # the lock and the look-up need a transaction (`append`)
-        assert isinstance(conn, AsyncConnection), "client ids need a transaction"
-        lock = statement("SELECT 1 FROM contexts WHERE id = :cid FOR NO KEY UPDATE")
-        await conn.execute(lock, {"cid": context_id})
-        params["ids"] = ids
-        guard += " AND NOT EXISTS (SELECT 1 FROM existing)"
-    bump = (
-        "bumped AS (UPDATE contexts SET latest_version = latest_version + CAST(:n AS bigint),"
-        " message_count = message_count + CAST(:n AS int),"
-        " total_tokens = total_tokens + CAST(:tokens AS bigint),"
-        " own_tokens = own_tokens + CAST(:tokens AS bigint),"
-        f" updated_at = now() WHERE id = :cid AND deleted_at IS NULL{guard}"
-        " RETURNING id, latest_version - CAST(:n AS bigint) AS base_version,"
-        " own_tokens - CAST(:tokens AS bigint) AS base_tokens)"
-    )
-    # Subscribers in every process hear of the append (api/store/notify.py) from the
-    # statement itself: PostgreSQL delivers the notification when it commits.
-    inserted = f"{bump}, inserted AS ({insert_messages_sql('bumped')}), {_NOTIFIED}"
-    params["channel"] = CHANNEL
-    if ids:
-        sql = (
-            f"WITH existing AS (SELECT {MSG} FROM messages m WHERE m.id = ANY(:ids)), {inserted}"
-            " SELECT true AS stored, e.* FROM existing e"
-            " UNION ALL SELECT false AS stored, i.* FROM inserted i CROSS JOIN notified"
-        )
-        stmt = typed(sql, sa.column("stored", sa.Boolean), messages=True)
-    else:
-        stmt = typed(
-            f"WITH {inserted} SELECT i.* FROM inserted i CROSS JOIN notified", messages=True
-        )
+    if not ids:
+        # straight to asyncpg (api/store/direct.py): the ids are made by PostgreSQL
+        runner = Direct(conn) if isinstance(conn, AsyncConnection) else conn
+        rows = await append_one(runner, request)
+        if not rows:
+            await refuse(runner, request)
+        return rows
+    # the lock and the look-up need a transaction (`append`)
+    assert isinstance(conn, AsyncConnection), "client ids need a transaction"
+    lock = statement("SELECT 1 FROM contexts WHERE id = :cid FOR NO KEY UPDATE")
+    await conn.execute(lock, {"cid": context_id})
+    params = _append_params([request])
+    params["ids"] = ids
     try:
-        # Without client ids nothing can collide (the ids are made by PostgreSQL):
-        # straight to asyncpg (api/store/direct.py); with them, a concurrent batch's
-        # id is SQLAlchemy's IntegrityError below.
-        runner = Direct(conn) if isinstance(conn, AsyncConnection) and not ids else conn
-        rows = list(await runner.execute(stmt, params))
+        rows = list(await conn.execute(_APPEND_WITH_IDS, params))
     except IntegrityError as exc:
         if "pk_messages" in str(exc.orig):
             # Only an id taken concurrently by an append to another context gets here.
@@ -194,23 +371,11 @@ async def append_messages(
                 "retry the append to see where."
             ) from None
         raise
-    if ids and rows and rows[0].stored:
+    if rows and rows[0].stored:
         return _check_replay(context_id, messages, rows)
     if not rows:
-        state = await live_context_state(conn, context_id)
-        if expected_version is None or expected_version == state.latest_version:
-            # Deleted when the append ran, live again when asked why: a concurrent
-            # restore. Nothing was written; the same request can be sent again.
-            raise VersionConflict(
-                "The context was deleted and restored while the messages were appended; "
-                "nothing was written, retry the append."
-            )
-        raise VersionConflict(
-            f"expectedVersion is {expected_version} but the context is at version "
-            f"{state.latest_version}; read the new messages and retry with "
-            f"expectedVersion: {state.latest_version}."
-        )
-    rows.sort(key=lambda r: r.version)
+        await refuse(conn, request)
+    rows.sort(key=_by_version)
     return rows
 
 
