@@ -72,6 +72,8 @@ class GroupCommit(Generic[W, R]):
         self._waiting: list[tuple[W, asyncio.Future[R]]] = []
         self._keys_in_flight: set[Hashable] = set()
         self._drainers = 0  # tasks writing batches, one at a time each
+        # The loop keeps only weak references to tasks: these keep the drainers alive.
+        self._tasks: set[asyncio.Task[None]] = set()
         self._stuck = 0  # drainers whose statement runs longer than stall_s
         self.loop = asyncio.get_running_loop()
 
@@ -98,7 +100,9 @@ class GroupCommit(Generic[W, R]):
         # A task of its own: a caller that goes away must not take the others' write
         # with it (its own is written anyway, as a write whose client left is).
         self._drainers += 1
-        self.loop.create_task(self._drain_queue())
+        task = self.loop.create_task(self._drain_queue())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _drain_queue(self) -> None:
         try:
@@ -136,13 +140,15 @@ class GroupCommit(Generic[W, R]):
         keys = self._keys_in_flight
         weight = 0
         rest: list[tuple[W, asyncio.Future[R]]] = []
-        for entry in self._waiting:
+        for i, entry in enumerate(self._waiting):
             write, future = entry
             if future.done():  # its caller was cancelled before the write began
                 continue
+            if len(batch) >= self._max_writes:
+                rest.extend(self._waiting[i:])
+                break
             key, w = self._key(write), self._weight(write)
-            full = len(batch) >= self._max_writes or (batch and weight + w > self._max_weight)
-            if full or key in keys:
+            if key in keys or (batch and weight + w > self._max_weight):
                 rest.append(entry)
                 continue
             batch.append(entry)
