@@ -228,3 +228,37 @@ async def test_processes_appending_to_the_same_contexts_keep_versions_exact(
         assert s["latestVersion"] == s["messageCount"] == 2 * rounds
         assert s["totalTokens"] == 3 * rounds
         assert [n["version"] for n in s["messages"]["nodes"]] == list(range(1, 2 * rounds + 1))
+
+
+async def test_append_statements_find_their_contexts_by_primary_key(engine: AsyncEngine) -> None:
+    """Joined to the request records alone (estimated at 100 rows, as any set-returning
+    function), the contexts were hashed from a sequential scan of the whole table: each
+    append read every context. The generic plan PostgreSQL keeps for the prepared
+    statement must probe the primary key instead, whatever the table's size."""
+    statements = {
+        "one": messages_store._APPEND,
+        "several": messages_store._APPEND_SEVERAL,
+        "with client ids": messages_store._APPEND_WITH_IDS,
+    }
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert isinstance(raw, asyncpg.Connection)
+        probe = raw.transaction()
+        await probe.start()
+        try:
+            # enough contexts that scanning them all is a real cost (rolled back)
+            await raw.execute(
+                "INSERT INTO contexts (name) SELECT 'plan probe' FROM generate_series(1, 3000)"
+            )
+            await raw.execute("ANALYZE contexts")
+            await raw.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            for name, stmt in statements.items():
+                compiled = stmt.compile(dialect=engine.dialect)
+                await raw.execute(f"PREPARE probe AS {compiled}")
+                nulls = ", ".join(["NULL"] * len(compiled.positiontup or ()))
+                plan = "\n".join(r[0] for r in await raw.fetch(f"EXPLAIN EXECUTE probe({nulls})"))
+                await raw.execute("DEALLOCATE probe")
+                assert "Seq Scan on contexts" not in plan, (name, plan)
+                assert "Index Cond: (id = ANY" in plan, (name, plan)  # probed by id
+        finally:
+            await probe.rollback()

@@ -128,6 +128,13 @@ class Append:
     expected_version: int | None = None
 
 
+_ONE_OF_REQUESTED = "c.id = ANY(ARRAY(SELECT id FROM requests))"
+"""The contexts an append statement writes, found by their primary key. PostgreSQL
+estimates any set-returning function at 100 rows, so joined to `requests` alone it
+hashes them against a sequential scan of all contexts: ~0.7 ms of an append's ~1.3
+at 2,500 (bloated) contexts, and growing with the table."""
+
+
 def _append_sql(*, several: bool = False, client_ids: bool = False) -> str:
     """The statement of appends (`_append_params`): bump each context's row (its lock
     serializes appends to it, so versions never collide), insert its messages with
@@ -149,7 +156,7 @@ def _append_sql(*, several: bool = False, client_ids: bool = False) -> str:
     if several:
         requests += (
             ", locked AS MATERIALIZED (SELECT c.id FROM contexts c"
-            " WHERE c.id IN (SELECT id FROM requests) FOR NO KEY UPDATE OF c SKIP LOCKED)"
+            f" WHERE {_ONE_OF_REQUESTED} FOR NO KEY UPDATE OF c SKIP LOCKED)"
         )
     guard = " AND NOT EXISTS (SELECT 1 FROM existing)" if client_ids else ""
     bumped = (
@@ -157,7 +164,7 @@ def _append_sql(*, several: bool = False, client_ids: bool = False) -> str:
         " message_count = c.message_count + r.n, total_tokens = c.total_tokens + r.tokens,"
         " own_tokens = c.own_tokens + r.tokens, updated_at = now()"
         f" FROM requests r{' JOIN locked l ON l.id = r.id' if several else ''}"
-        " WHERE c.id = r.id AND c.deleted_at IS NULL"
+        f" WHERE c.id = r.id AND {_ONE_OF_REQUESTED} AND c.deleted_at IS NULL"
         f" AND (r.expected IS NULL OR c.latest_version = r.expected){guard}"
         " RETURNING c.id, c.latest_version - r.n AS base_version,"
         " c.own_tokens - r.tokens AS base_tokens)"
