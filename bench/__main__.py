@@ -1,6 +1,6 @@
 """`python -m bench`: build the data set, run the workloads, compare with the anchor.
 
-python -m bench build [--data-dir DIR] [--scale 1] [--seed 42] [--force]
+python -m bench build [--data-dir DIR] [--scale 1] [--seed 42] [--force] [--embeddings N]
 python -m bench run [--data-dir DIR] [--workloads chat-page,sidebar,...] [--workers 1]
                     [--connections 16] [--duration 15] [--warmup 3] [--out DIR] [--profile]
 python -m bench compare --anchor DIR --anchor-data DIR [--pairs 3] ...
@@ -99,6 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     b.add_argument("--seed", type=int, default=42)
     b.add_argument("--force", action="store_true", help="delete an existing data set first")
+    b.add_argument(
+        "--embeddings",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the search variant: give the first N messages a clustered 1536-d embedding"
+        " and build the HNSW index (100000: all of them, ~6 min on 2 cores; default 0)",
+    )
 
     r = sub.add_parser("run", help="serve the data set and measure the workloads")
     _add_load_options(r)
@@ -144,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.command == "build":
         from bench.dataset import DatasetSpec, build, iter_summary
 
-        manifest = build(a.data_dir, DatasetSpec.scaled(a.scale, a.seed), force=a.force)
+        spec = DatasetSpec.scaled(a.scale, a.seed, a.embeddings)
+        manifest = build(a.data_dir, spec, force=a.force)
         print(f"data set in {a.data_dir}")
         for line in iter_summary(manifest):
             print(line)

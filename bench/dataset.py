@@ -11,6 +11,11 @@ continue after its fork version, so its history inherits its ancestors' messages
 The counters (message_count, total_tokens, latest_version, updated_at) are computed
 while generating, exactly as the API would have maintained them, then verified in
 SQL against the history the API serves.
+
+The search variant (`embeddings`) gives that many messages a 1536-d embedding from
+bench/search/dataset.py's clustered generator (each context has a home cluster
+that supplies about half of its messages' vectors), COPYs them with the rows and
+builds the HNSW index once afterwards, as a bulk load should.
 """
 
 from __future__ import annotations
@@ -29,12 +34,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import numpy as np
 import sqlalchemy as sa
+from pgvector.asyncpg import register_vector
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from api.db import EmbeddedPostgres, to_asyncpg_url
 from api.migrate import upgrade_to_head
+from bench.search.dataset import CLUSTERS, ClusteredVectors
 
 LOREM = (
     "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
@@ -61,15 +70,18 @@ class DatasetSpec:
     messages: int = 100_000
     max_depth: int = 5
     seed: int = 42
+    embeddings: int = 0
+    """Messages (the first ones generated) with an embedding: the search variant."""
 
     @classmethod
-    def scaled(cls, scale: float, seed: int = 42) -> DatasetSpec:
+    def scaled(cls, scale: float, seed: int = 42, embeddings: int = 0) -> DatasetSpec:
         """The default shape times `scale` (the anchor's --scale)."""
         return cls(
             roots=max(1, round(2_000 * scale)),
             forks=round(500 * scale),
             messages=round(100_000 * scale),
             seed=seed,
+            embeddings=embeddings,
         )
 
 
@@ -236,13 +248,45 @@ async def connect(url: str) -> AsyncIterator[AsyncConnection]:
         await engine.dispose()
 
 
-async def _load(url: str, data: Generated) -> dict[str, Any]:
+def embeddings_of(data: Generated, spec: DatasetSpec) -> np.ndarray:
+    """Clustered unit vectors for the first `spec.embeddings` messages (search variant)."""
+    n = min(spec.embeddings, len(data.messages))
+    gen = ClusteredVectors(spec.seed)
+    home = {c.id: i % CLUSTERS for i, c in enumerate(data.contexts)}
+    homes = np.array([home[m[1]] for m in data.messages[:n]], dtype=np.int64)
+    own_home = gen.rng.random(n) < 0.5
+    clusters = np.where(own_home, homes, gen.rng.integers(0, CLUSTERS, n))
+    return gen.rows(clusters)
+
+
+_HNSW = "ix_messages_embedding_hnsw"
+
+
+async def _copy_messages(driver: asyncpg.Connection, data: Generated, spec: DatasetSpec) -> None:
+    columns = [
+        "id", "context_id", "version", "created_at", "role", "content", "token_count",
+        "prefix_tokens",
+    ]  # fmt: skip
+    if not spec.embeddings:
+        await driver.copy_records_to_table("messages", columns=columns, records=data.messages)
+        return
+    vectors = embeddings_of(data, spec)
+    await register_vector(driver)
+    records = [(*m, vectors[i] if i < len(vectors) else None) for i, m in enumerate(data.messages)]
+    await driver.copy_records_to_table("messages", columns=[*columns, "embedding"], records=records)
+
+
+async def _load(url: str, data: Generated, spec: DatasetSpec) -> dict[str, Any]:
     async with connect(url) as conn:
         # COPY is asyncpg's binary copy: several times faster than INSERTs
         driver = (await conn.get_raw_connection()).driver_connection
         assert driver is not None
         await driver.execute("SET synchronous_commit = off")
         async with driver.transaction():
+            hnsw = await driver.fetchval("SELECT pg_get_indexdef(CAST($1 AS regclass))", _HNSW)
+            if spec.embeddings:
+                # one HNSW build after the rows, not one graph insertion per row
+                await driver.execute(f"DROP INDEX {_HNSW}")
             await driver.copy_records_to_table(
                 "contexts",
                 columns=[
@@ -258,14 +302,11 @@ async def _load(url: str, data: Generated) -> dict[str, Any]:
                     for c in data.contexts
                 ],
             )  # fmt: skip
-            await driver.copy_records_to_table(
-                "messages",
-                columns=[
-                    "id", "context_id", "version", "created_at", "role", "content",
-                    "token_count", "prefix_tokens",
-                ],
-                records=data.messages,
-            )  # fmt: skip
+            await _copy_messages(driver, data, spec)
+            if spec.embeddings:
+                await driver.execute("SET LOCAL maintenance_work_mem = '2GB'")
+                await driver.execute("SET LOCAL max_parallel_maintenance_workers = 2")
+                await driver.execute(hnsw)
         await driver.execute("VACUUM ANALYZE contexts")
         await driver.execute("VACUUM ANALYZE messages")
         await driver.execute("CHECKPOINT")
@@ -321,7 +362,8 @@ async def _verify(conn: AsyncConnection) -> dict[str, Any]:
         " SELECT max(depth) AS max_depth, count(*) FILTER (WHERE depth = 5) AS depth5 FROM d"
     )
     msgs = await one(
-        "SELECT count(*) AS messages, round(avg(length(content))) AS avg_chars FROM messages"
+        "SELECT count(*) AS messages, round(avg(length(content))) AS avg_chars,"
+        " count(embedding) AS embedded FROM messages"
     )
     per = await one(
         "SELECT min(message_count) AS min, round(avg(message_count), 1) AS avg,"
@@ -354,6 +396,7 @@ async def _verify(conn: AsyncConnection) -> dict[str, Any]:
         "depth5_forks": depth.depth5,
         "messages": msgs.messages,
         "avg_chars": int(msgs.avg_chars or 0),
+        "embedded": msgs.embedded,
         "messages_per_context": {"min": per.min, "avg": float(per.avg), "max": per.max},
         "roots_with_50_messages": per.roots_ge50,
         "counter_mismatches": mismatches,
@@ -389,7 +432,7 @@ def load_into(url: str, spec: DatasetSpec) -> dict[str, Any]:
     upgrade_to_head(url)
     t_migrate = time.perf_counter() - t1
     t2 = time.perf_counter()
-    figures = asyncio.run(_load(url, data))
+    figures = asyncio.run(_load(url, data, spec))
     t_load = time.perf_counter() - t2
     return {
         "spec": asdict(spec),
@@ -429,7 +472,10 @@ def iter_summary(manifest: dict[str, Any]) -> Iterator[str]:
         f"contexts   : {manifest['contexts']} ({manifest['roots']} roots, {manifest['forks']}"
         f" forks; max depth {manifest['max_depth']}, {manifest['depth5_forks']} at depth 5)"
     )
-    yield f"messages   : {manifest['messages']} (avg {manifest['avg_chars']} chars)"
+    yield (
+        f"messages   : {manifest['messages']} (avg {manifest['avg_chars']} chars;"
+        f" {manifest.get('embedded', 0)} with an embedding)"
+    )
     yield (
         f"history    : min {per['min']}, avg {per['avg']}, max {per['max']} messages;"
         f" roots with >= 50: {manifest['roots_with_50_messages']}"

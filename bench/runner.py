@@ -231,11 +231,12 @@ def prepare(cfg: RunConfig, url: str) -> dict[str, wl.Workload]:
             result[name] = wl.Workload(name, wl.DESCRIPTIONS[name], check, True, bodies)
     search = [k for k in ("search-all", "search-context") if k in result]
     if search:
-        embedded = asyncio.run(_embedding_count(dsn))
-        for k in search:
-            note = _search_unavailable(url, result[k], embedded)
-            if note:
-                result[k].skipped = note
+        if not asyncio.run(_embedding_count(dsn)):
+            for k in search:
+                result[k].skipped = (
+                    "skipped: the data set has no embeddings"
+                    " (the search variant: bench build --embeddings N)"
+                )
     for w in result.values():
         if w.skipped:
             continue
@@ -268,21 +269,6 @@ def _never(_b: wl.Body, _d: dict[str, Any]) -> str | None:
 
 def uuid_of(value: str) -> uuid.UUID:
     return uuid.UUID(value)
-
-
-def _search_unavailable(url: str, w: wl.Workload, embedded: int) -> str | None:
-    b = w.bodies[0]
-    status, raw = post_json(url, wl.dumps(b).encode())
-    try:
-        errors = json.loads(raw).get("errors") or []
-    except ValueError:
-        errors = []
-    codes = {(e.get("extensions") or {}).get("code") for e in errors}
-    if "NOT_IMPLEMENTED" in codes:
-        return "skipped: similarMessages answers NOT_IMPLEMENTED in this build"
-    if embedded == 0:
-        return "skipped: the data set has no embeddings (search needs the search variant)"
-    return None
 
 
 # --- statements per request -----------------------------------------------------------

@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bench.dataset import make_text, token_count
-from models import EMBEDDING_DIMENSIONS
 
 
 def _doc(text: str) -> str:
@@ -206,12 +205,6 @@ CHECKS: dict[str, tuple[Check, bool]] = {
 }
 
 
-def random_unit_vector(rng: random.Random) -> list[float]:
-    v = [rng.gauss(0.0, 1.0) for _ in range(EMBEDDING_DIMENSIONS)]
-    norm = sum(x * x for x in v) ** 0.5
-    return [round(x / norm, 6) for x in v]
-
-
 async def _ids(conn: AsyncConnection, where: str, salt: str, n: int) -> list[str]:
     rows = await conn.execute(
         sa.text(
@@ -274,11 +267,26 @@ async def sample_bodies(
         )
         return [body(FORK, id=str(r.id), v=rng.randint(0, r.latest_version)) for r in rows]
     if name in ("search-all", "search-context"):
-        ids = await _ids(conn, "true", "search", n)
+        # "more like this message": the query is a stored message's embedding (the
+        # search variant's clustered vectors), for CONTEXT within its own context
+        rows = await conn.execute(
+            sa.text(
+                "SELECT m.context_id, CAST(m.embedding AS text) AS e FROM messages m"
+                " JOIN contexts c ON c.id = m.context_id AND c.deleted_at IS NULL"
+                " WHERE m.embedding IS NOT NULL AND m.deleted_at IS NULL"
+                " ORDER BY md5(m.id::text || :salt) LIMIT :n"
+            ),
+            {"salt": name, "n": max(1, n // 4)},
+        )
         scope = "ALL" if name == "search-all" else "CONTEXT"
         return [
-            body(SEARCH, e=random_unit_vector(rng), scope=scope, id=None if scope == "ALL" else i)
-            for i in ids[: max(1, n // 4)]
+            body(
+                SEARCH,
+                e=[float(x) for x in r.e.strip("[]").split(",")],
+                scope=scope,
+                id=None if scope == "ALL" else str(r.context_id),
+            )
+            for r in rows
         ]
     raise ValueError(f"no sampler for workload {name!r}")
 

@@ -78,7 +78,9 @@ class Dataset:
         return BASE_TIME + timedelta(days=30)
 
 
-class _Generator:
+class ClusteredVectors:
+    """The clustered rows of `seed`: centroids and subspaces fixed, noise drawn per call."""
+
     def __init__(self, seed: int) -> None:
         rng = np.random.default_rng(seed)
         self.rng = rng
@@ -111,7 +113,7 @@ def generate(rows: int, seed: int = 20250101, queries: int = 200) -> Dataset:
     """The data set of `rows` messages (a multiple of 50) and `queries` held-out queries."""
     if rows % CONTEXT_ROWS or rows < 20 * CONTEXT_ROWS:
         raise ValueError(f"rows must be a multiple of {CONTEXT_ROWS} and >= 1000")
-    gen = _Generator(seed)
+    gen = ClusteredVectors(seed)
     rng = gen.rng
     pyrng = random.Random(seed)
 
