@@ -76,6 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.http_protocol import HeadWithBodyProtocol
+    from api.listener import REUSE_PORT, worker_listener
 
     settings = get_settings()
     url, embedded = _resolve_url(settings)
@@ -95,23 +96,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # with this handler back in place: exit normally so `finally` stops the
         # embedded server (the default handler would kill the process first).
         signal.signal(signal.SIGTERM, _exit_after_shutdown)
-        uvicorn.run(
-            "api.app:create_app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level=settings.log_level.lower(),
-            log_config=_log_config(settings.log_level),
-            proxy_headers=True,
+        options: dict[str, Any] = {
+            "factory": True,
+            "host": args.host,
+            "port": args.port,
+            "workers": args.workers,
+            "log_level": settings.log_level.lower(),
+            "log_config": _log_config(settings.log_level),
+            "proxy_headers": True,
             # httptools, with a response's head written together with its body
-            http=HeadWithBodyProtocol,
+            "http": HeadWithBodyProtocol,
             # SIGTERM: stop accepting, let in-flight requests finish for this long.
-            timeout_graceful_shutdown=settings.shutdown_timeout,
-            ws_max_size=settings.max_body_bytes,
+            "timeout_graceful_shutdown": settings.shutdown_timeout,
+            "ws_max_size": settings.max_body_bytes,
             # ctxgraph.access logs one JSON line per request (with the request id) instead.
-            access_log=not settings.access_log,
-        )
+            "access_log": not settings.access_log,
+        }
+        if args.workers > 1 and REUSE_PORT:
+            # uvicorn.run's supervisor, with a listening socket per worker (api/listener.py)
+            from uvicorn.supervisors import Multiprocess
+
+            config = uvicorn.Config("api.app:create_app", **options)
+            Multiprocess(config, sockets=[worker_listener(args.host, args.port)]).run()
+        else:
+            uvicorn.run("api.app:create_app", **options)
     finally:
         if embedded is not None:
             embedded.stop()
