@@ -32,18 +32,18 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
-import numpy as np
 import sqlalchemy as sa
-from pgvector.asyncpg import register_vector
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from api.db import EmbeddedPostgres, to_asyncpg_url
 from api.migrate import upgrade_to_head
-from bench.search.dataset import CLUSTERS, ClusteredVectors
+
+if TYPE_CHECKING:
+    import asyncpg
+    import numpy as np
 
 LOREM = (
     "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
@@ -250,6 +250,10 @@ async def connect(url: str) -> AsyncIterator[AsyncConnection]:
 
 def embeddings_of(data: Generated, spec: DatasetSpec) -> np.ndarray:
     """Clustered unit vectors for the first `spec.embeddings` messages (search variant)."""
+    import numpy as np  # the bench extra (and dev, for the harness test)
+
+    from bench.search.dataset import CLUSTERS, ClusteredVectors
+
     n = min(spec.embeddings, len(data.messages))
     gen = ClusteredVectors(spec.seed)
     home = {c.id: i % CLUSTERS for i, c in enumerate(data.contexts)}
@@ -270,6 +274,8 @@ async def _copy_messages(driver: asyncpg.Connection, data: Generated, spec: Data
     if not spec.embeddings:
         await driver.copy_records_to_table("messages", columns=columns, records=data.messages)
         return
+    from pgvector.asyncpg import register_vector
+
     vectors = embeddings_of(data, spec)
     await register_vector(driver)
     records = [(*m, vectors[i] if i < len(vectors) else None) for i, m in enumerate(data.messages)]
