@@ -31,6 +31,24 @@ TICK = os.sysconf("SC_CLK_TCK")
 # --- /proc ---------------------------------------------------------------------------
 
 
+def listening_sockets(port: int) -> int | None:
+    """TCP sockets in LISTEN state on `port` (any address), from /proc/net/tcp{,6};
+    None where /proc does not tell."""
+    count, found = 0, False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        found = True
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count if found else None
+
+
 def _stat_fields(pid: int) -> list[str] | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -216,12 +234,14 @@ class Server:
         self.env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._workers_seen: float | None = None  # when every worker process existed
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/graphql"
 
     def start(self, timeout: float = 120.0) -> None:
+        self._workers_seen = None
         with socket.socket() as probe_socket:
             if probe_socket.connect_ex(("127.0.0.1", self.port)) == 0:
                 raise RuntimeError(f"something already listens on 127.0.0.1:{self.port}")
@@ -265,7 +285,7 @@ class Server:
             try:
                 status, raw = post_json(self.url, probe, timeout=2.0)
                 if status == 200 and b'"Query"' in raw:
-                    if self.workers == 1 or self._worker_count() >= self.workers:
+                    if self.workers == 1 or self._all_workers_listen():
                         return
             except OSError:
                 pass
@@ -276,6 +296,23 @@ class Server:
     def _worker_count(self) -> int:
         assert self.proc is not None
         return len(self.server_pids()) - 1
+
+    def _all_workers_listen(self) -> bool:
+        """Every worker started, and (Linux) listens on its own socket for the port
+        (api/listener.py): wrk opens its connections together, and the kernel spreads
+        them over the sockets listening at that moment only. A checkout served with
+        --code from before per-worker sockets has one shared socket: after 10 s the
+        workers' existence is enough."""
+        if self._worker_count() < self.workers:
+            return False
+        if self._workers_seen is None:
+            self._workers_seen = time.monotonic()
+        listening = listening_sockets(self.port)
+        return (
+            listening is None
+            or listening >= self.workers
+            or time.monotonic() - self._workers_seen > 10
+        )
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
