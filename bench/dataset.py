@@ -267,6 +267,8 @@ _HNSW = "ix_messages_embedding_hnsw"
 
 
 async def _copy_messages(driver: asyncpg.Connection, data: Generated, spec: DatasetSpec) -> None:
+    """The messages by COPY, in the load's transaction; the search variant's with their
+    embeddings, the HNSW index dropped first and built again after."""
     columns = [
         "id", "context_id", "version", "created_at", "role", "content", "token_count",
         "prefix_tokens",
@@ -276,10 +278,16 @@ async def _copy_messages(driver: asyncpg.Connection, data: Generated, spec: Data
         return
     from pgvector.asyncpg import register_vector
 
+    # one HNSW build after the rows, not one graph insertion per row
+    hnsw = await driver.fetchval("SELECT pg_get_indexdef(CAST($1 AS regclass))", _HNSW)
+    await driver.execute(f"DROP INDEX {_HNSW}")
     vectors = embeddings_of(data, spec)
     await register_vector(driver)
     records = [(*m, vectors[i] if i < len(vectors) else None) for i, m in enumerate(data.messages)]
     await driver.copy_records_to_table("messages", columns=[*columns, "embedding"], records=records)
+    await driver.execute("SET LOCAL maintenance_work_mem = '2GB'")
+    await driver.execute("SET LOCAL max_parallel_maintenance_workers = 2")
+    await driver.execute(hnsw)
 
 
 async def _load(url: str, data: Generated, spec: DatasetSpec) -> dict[str, Any]:
@@ -289,10 +297,6 @@ async def _load(url: str, data: Generated, spec: DatasetSpec) -> dict[str, Any]:
         assert driver is not None
         await driver.execute("SET synchronous_commit = off")
         async with driver.transaction():
-            hnsw = await driver.fetchval("SELECT pg_get_indexdef(CAST($1 AS regclass))", _HNSW)
-            if spec.embeddings:
-                # one HNSW build after the rows, not one graph insertion per row
-                await driver.execute(f"DROP INDEX {_HNSW}")
             await driver.copy_records_to_table(
                 "contexts",
                 columns=[
@@ -309,10 +313,6 @@ async def _load(url: str, data: Generated, spec: DatasetSpec) -> dict[str, Any]:
                 ],
             )  # fmt: skip
             await _copy_messages(driver, data, spec)
-            if spec.embeddings:
-                await driver.execute("SET LOCAL maintenance_work_mem = '2GB'")
-                await driver.execute("SET LOCAL max_parallel_maintenance_workers = 2")
-                await driver.execute(hnsw)
         await driver.execute("VACUUM ANALYZE contexts")
         await driver.execute("VACUUM ANALYZE messages")
         await driver.execute("CHECKPOINT")

@@ -43,7 +43,7 @@ def listening_sockets(port: int) -> int | None:
             continue
         found = True
         for line in lines:
-            local, state = line.split()[1], line.split()[3]
+            _, local, _, state = line.split()[:4]
             if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
                 count += 1
     return count if found else None

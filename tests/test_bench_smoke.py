@@ -84,7 +84,7 @@ def test_harness_end_to_end(bench_db_url: str, tmp_path: Path) -> None:
             "search-all",
             "search-context",
             "mix",
-        ],  # fmt: skip
+        ],
         connections=4,
         duration=1.0,
         warmup=0.0,
