@@ -17,26 +17,26 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from api import persisted_queries
 from api.db import Connector, Database, DatabaseConfigError, redact
 from api.embeddings import EmbeddingProvider, background_embeddings
-from api.graphiql import (
-    GraphQLEndpoint,
-    GraphQLPosts,
-    default_assets,
-    graphql_routes,
-    mount_graphiql_assets,
-)
+from api.graphiql import GraphiQLPage, default_assets, mount_graphiql_assets
 from api.graphql.context import RequestContext
+from api.graphql.execution import execution_context_class
+from api.graphql.http import GraphQLHTTP
+from api.graphql.operation import Operations
 from api.graphql.schema import build_schema
+from api.graphql.websocket import WebSocketEndpoint
 from api.metrics import Metrics
 from api.migrate import head_revision
-from api.persisted_queries import install as install_persisted_queries
 from api.realtime import Realtime
 from api.runtime import tune_garbage_collector
-from api.security.auth import ApiKeys
+from api.security.auth import ApiKeys, Authenticator
 from api.security.http import install as install_security
+from api.security.limits import QueryLimits
 from api.settings import Settings, get_settings
 from api.store.inputs import Limits
 
@@ -55,6 +55,24 @@ async def open_database(settings: Settings) -> Database:
             f"cannot connect to the database at {redact(db.url)}: {exc}"
         ) from exc
     return db
+
+
+class GraphQLRoute:
+    """ASGI middleware, innermost: every request and WebSocket to exactly `path` goes to
+    the GraphQL endpoint (which answers every method itself), past Starlette's routing.
+    An unexpected exception still reaches the outer ServerErrorMiddleware (500) and the
+    security middlewares around this one."""
+
+    def __init__(self, app: ASGIApp, endpoint: ASGIApp, path: str = "/graphql") -> None:
+        self.app = app
+        self.endpoint = endpoint
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and scope["path"] == self.path:
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, connector: Connector | None = None) -> FastAPI:
@@ -123,23 +141,40 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
             request=connection,
         )
 
-    graphql = GraphQLEndpoint(
-        build_schema(settings),
-        assets=graphiql_assets,
-        context_getter=get_context,
+    # --- GraphQL: every operation, over HTTP or WebSocket, goes through one entry
+    # (api/graphql/operation.py): credentials, persisted queries, limits, plan or
+    # graphql-core, error codes, metrics.
+    api_keys = ApiKeys.from_settings(settings)
+    app.state.api_keys = api_keys
+    schema = build_schema()
+    executor = execution_context_class()
+    entry = Operations(
+        schema._schema,
+        authenticator=Authenticator(api_keys),
+        persisted=persisted_queries.from_settings(settings),
+        limits=QueryLimits.from_settings(settings),
+        introspection=settings.introspection,
+        executor_class=executor,
+    )
+    websocket = WebSocketEndpoint(
+        schema,
+        entry,
+        get_context,
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
         connection_init_wait_timeout=timedelta(seconds=settings.subscription_init_timeout),
         # Subscriptions are capped (with a coded error) in the resolver; this
         # backstop bounds every operation in flight on one socket.
         max_subscriptions_per_connection=2 * settings.subscriptions_per_connection,
     )
-    app.router.routes.extend(graphql_routes(graphql))
-    # added first, so innermost: inside the persisted-query and security middlewares
-    app.add_middleware(GraphQLPosts, endpoint=graphql)
-
-    # --- persisted queries: APQ and the trusted-documents allowlist, an ASGI
-    # middleware that rewrites /graphql requests before Strawberry sees them.
-    install_persisted_queries(app, settings, path="/graphql")
+    graphql = GraphQLHTTP(
+        entry,
+        get_context,
+        websocket=websocket,
+        ide=GraphiQLPage(graphiql_assets),
+        max_batch_operations=settings.max_batch_operations,
+    )
+    # added first, so innermost: inside the security middlewares
+    app.add_middleware(GraphQLRoute, endpoint=graphql)
     mount_graphiql_assets(app, graphiql_assets)
 
     @app.get("/healthz", include_in_schema=False)
@@ -168,8 +203,6 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
     # batch limits, CORS, security headers, request ids + access log, /metrics. Added
     # last so these middlewares wrap everything above (the query limits are schema
     # extensions, see build_schema).
-    api_keys = ApiKeys.from_settings(settings)
-    app.state.api_keys = api_keys
     metrics = Metrics(app.state) if settings.metrics else None
     app.state.metrics = metrics
     if metrics is not None:

@@ -1,10 +1,9 @@
 """Persisted queries: Apollo-style APQ and the trusted-documents allowlist.
 
-A pure ASGI middleware in front of `/graphql`. It reads the GraphQL request
-(a JSON POST body, or the query string of a GET, or a graphql-transport-ws
-`subscribe` message), resolves a document hash to its text, and hands
-Strawberry an ordinary request with `query` filled in. Strawberry never
-knows; the GraphiQL route and everything else are untouched.
+The operation entry (api/graphql/operation.py) asks `PersistedQueries.resolve`
+for every operation, whatever its transport (GET, POST, a batch's item, a
+graphql-transport-ws `subscribe`), after authenticating it: a hash resolves to
+its text, or the request is refused.
 
 Automatic persisted queries (the protocol of Apollo Client's
 PersistedQueryLink and urql's persistedExchange):
@@ -36,8 +35,8 @@ text; anything else, including APQ registration of new documents, is
 refused with HTTP 403 and extensions.code FORBIDDEN, over HTTP and over
 WebSocket alike.
 
-Mutations over GET are refused by Strawberry itself (only queries may use
-GET), also when the GET names a stored mutation by hash.
+Mutations over GET are refused by the entry (405, only queries may use GET),
+also when the GET names a stored mutation by hash.
 """
 
 from __future__ import annotations
@@ -46,26 +45,12 @@ import hashlib
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode
-
-import orjson
-
-from api import jsoncodec
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
     from api.settings import Settings
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 NOT_FOUND_MESSAGE = "PersistedQueryNotFound"
 NOT_SUPPORTED_MESSAGE = "PersistedQueryNotSupported"
@@ -281,222 +266,10 @@ class PersistedQueries:
         return Resolved(None if text is not None else stored)
 
 
-class PersistedQueryMiddleware:
-    """ASGI middleware applying `PersistedQueries` to the GraphQL route."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        queries: PersistedQueries,
-        path: str = "/graphql",
-        max_body_bytes: int = 16 * 1024 * 1024,
-    ) -> None:
-        self.app = app
-        self.queries = queries
-        self.paths = {path, path + "/"}
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in self.paths:
-            if scope["method"] == "GET":
-                await self._get(scope, receive, send)
-                return
-            if scope["method"] == "POST":
-                await self._post(scope, receive, send)
-                return
-        if (
-            scope["type"] == "websocket"
-            and scope["path"] in self.paths
-            and (self.queries.trusted is not None or self.queries.apq_enabled)
-        ):
-            await self.app(scope, self._websocket_receive(receive, send), send)
-            return
-        await self.app(scope, receive, send)
-
-    # --- HTTP GET: ?query=&variables=&extensions=&documentId= ----------------------
-
-    async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
-        params = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        values = dict(params)
-        if not {"query", "extensions", "documentId"} & values.keys():
-            await self.app(scope, receive, send)  # the GraphiQL page, or Strawberry's 400
-            return
-        try:
-            extensions = json.loads(values["extensions"]) if values.get("extensions") else None
-        except ValueError:
-            await self.app(scope, receive, send)  # Strawberry answers malformed JSON with 400
-            return
-        outcome = self.queries.resolve(values.get("query"), extensions, values.get("documentId"))
-        if isinstance(outcome, Refusal):
-            await _refuse(outcome, send)
-            return
-        if outcome.query is not None:
-            params = [(k, v) for k, v in params if k != "query"] + [("query", outcome.query)]
-            scope = dict(scope, query_string=urlencode(params).encode("latin-1"))
-        await self.app(scope, receive, send)
-
-    # --- HTTP POST: a JSON body ------------------------------------------------------
-
-    async def _post(self, scope: Scope, receive: Receive, send: Send) -> None:
-        content_type = _header(scope, b"content-type") or b""
-        if b"json" not in content_type.lower():
-            await self.app(scope, receive, send)  # Strawberry refuses other bodies
-            return
-        chunks, complete = await _read_body(receive, self.max_body_bytes)
-        body = b"".join(chunks)
-        if not complete or (
-            self.queries.trusted is None
-            and b"persistedQuery" not in body
-            and b"documentId" not in body
-        ):
-            # Not ours (or too big: the body limit is someone else's job): replay as is.
-            await self.app(scope, _replay(chunks, receive, complete), send)
-            return
-        try:
-            data = jsoncodec.loads(body)  # exact: the body is written again below
-        except (RecursionError, ValueError):
-            data = None
-        if isinstance(data, list):
-            # A batch (when the server accepts batches): every operation is resolved;
-            # one refused operation refuses the request.
-            items = [item if isinstance(item, dict) else {} for item in data]
-            outcomes = [
-                self.queries.resolve(i.get("query"), i.get("extensions"), i.get("documentId"))
-                for i in items
-            ]
-            refused = next((o for o in outcomes if isinstance(o, Refusal)), None)
-            if refused is not None:
-                await _refuse(refused, send)
-                return
-            for item, outcome in zip(items, outcomes, strict=True):
-                if isinstance(outcome, Resolved) and outcome.query is not None:
-                    item["query"] = outcome.query
-            await self._forward_json(scope, receive, send, data)
-            return
-        if not isinstance(data, dict):
-            await self.app(scope, _replay(chunks, receive, complete), send)
-            return
-        outcome = self.queries.resolve(
-            data.get("query"), data.get("extensions"), data.get("documentId")
-        )
-        if isinstance(outcome, Refusal):
-            await _refuse(outcome, send)
-            return
-        if outcome.query is None:
-            await self.app(scope, _replay(chunks, receive, complete), send)
-            return
-        data["query"] = outcome.query
-        await self._forward_json(scope, receive, send, data)
-
-    async def _forward_json(self, scope: Scope, receive: Receive, send: Send, data: Any) -> None:
-        """Pass the request on with `data` as its body."""
-        body = jsoncodec.dumps(data)
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await self.app(dict(scope, headers=headers), _replay([body], receive, True), send)
-
-    # --- WebSocket: graphql-transport-ws `subscribe` messages --------------------------
-
-    def _websocket_receive(self, receive: Receive, send: Send) -> Receive:
-        async def wrapped() -> Message:
-            while True:
-                message = await receive()
-                if message["type"] != "websocket.receive":
-                    return message
-                raw = message.get("text")
-                if raw is None:
-                    raw = message.get("bytes")
-                try:
-                    data = json.loads(raw) if raw is not None else None
-                except ValueError:
-                    return message  # the protocol handler closes the socket
-                if not isinstance(data, dict) or data.get("type") != "subscribe":
-                    return message
-                payload = data.get("payload")
-                if not isinstance(payload, dict):
-                    return message
-                outcome = self.queries.resolve(
-                    payload.get("query"), payload.get("extensions"), payload.get("documentId")
-                )
-                if isinstance(outcome, Refusal):
-                    # graphql-transport-ws: an `error` message ends that operation only.
-                    error = {
-                        "id": data.get("id"),
-                        "type": "error",
-                        "payload": outcome.body()["errors"],
-                    }
-                    await send({"type": "websocket.send", "text": json.dumps(error)})
-                    continue
-                if outcome.query is None:
-                    return message
-                data["payload"] = dict(payload, query=outcome.query)
-                return {"type": "websocket.receive", "text": json.dumps(data)}
-
-        return wrapped
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key.lower() == name:
-            return bytes(value)
-    return None
-
-
-async def _read_body(receive: Receive, limit: int) -> tuple[list[bytes], bool]:
-    """The body's chunks, and whether they are all of it (False: over `limit`, or cut short)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return chunks, False
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if not message.get("more_body", False):
-            return chunks, True
-        if size > limit:
-            return chunks, False
-
-
-def _replay(chunks: list[bytes], receive: Receive, complete: bool) -> Receive:
-    """A receive that yields the buffered chunks first, then the rest of the stream."""
-    pending = list(chunks)
-
-    async def replay() -> Message:
-        if pending:
-            chunk = pending.pop(0)
-            return {
-                "type": "http.request",
-                "body": chunk,
-                "more_body": bool(pending) or not complete,
-            }
-        return await receive()
-
-    return replay
-
-
-async def _refuse(refusal: Refusal, send: Send) -> None:
-    body = orjson.dumps(refusal.body())
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *((k.encode(), v.encode()) for k, v in refusal.headers),
-    ]
-    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def install(app: FastAPI, settings: Settings, path: str = "/graphql") -> None:
-    """Put the middleware in front of `app`'s GraphQL route, as `settings` configure it."""
+def from_settings(settings: Settings) -> PersistedQueries:
+    """The persisted-query rules `settings` configure (APQ cache, trusted documents)."""
     trusted = (
         load_trusted_documents(settings.trusted_documents) if settings.trusted_documents else None
     )
     cache = DocumentCache(settings.persisted_query_cache_size, settings.persisted_query_cache_bytes)
-    app.add_middleware(
-        PersistedQueryMiddleware,
-        queries=PersistedQueries(cache, trusted),
-        path=path,
-        max_body_bytes=settings.max_body_bytes,
-    )
+    return PersistedQueries(cache, trusted)

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import graphql
 import httpx
 import pytest
 import pytest_asyncio
@@ -25,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from api.app import create_app
 from api.db import EmbeddedPostgres, EngineConnector, count_statements, create_engine
 from api.graphql import plans
-from api.graphql.schema import CtxgraphSchema
 from api.migrate import upgrade_to_head
 from api.settings import Settings
 from api.store.direct import Direct
@@ -195,13 +195,14 @@ def plan_runs(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
 @pytest.fixture
 def executed(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
-    """The query text of every operation Strawberry's Schema.execute runs."""
+    """The query text of every operation the entry runs through graphql-core (not by a
+    plan)."""
     texts: list[str | None] = []
-    execute = CtxgraphSchema.execute
+    execute = graphql.execute
 
-    async def counted(self: CtxgraphSchema, query: str | None, *args: Any, **kwargs: Any) -> Any:
-        texts.append(query)
-        return await execute(self, query, *args, **kwargs)
+    def counted(schema: Any, document: Any, *args: Any, **kwargs: Any) -> Any:
+        texts.append(document.loc.source.body if document.loc is not None else None)
+        return execute(schema, document, *args, **kwargs)
 
-    monkeypatch.setattr(CtxgraphSchema, "execute", counted)
+    monkeypatch.setattr("api.graphql.operation.execute", counted)
     return texts

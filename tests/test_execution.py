@@ -1,5 +1,5 @@
 """Performance shortcuts change speed, never results: the plain-field path
-(api/graphql/execution.py) and orjson responses (api/graphiql/router.py, GraphQLEndpoint)."""
+(api/graphql/execution.py) and orjson responses (api/graphql/http.py)."""
 
 from __future__ import annotations
 

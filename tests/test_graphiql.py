@@ -21,18 +21,17 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from api.graphiql import (
     VENDOR_ASSETS,
     AssetState,
     GraphiQLAssets,
-    GraphQLEndpoint,
+    GraphiQLPage,
     default_assets,
-    graphql_routes,
     mount_graphiql_assets,
 )
 from api.graphiql.assets import CDN_BASE, NPM_PROJECT_DIR, sri_digest
-from api.graphql.schema import build_schema
 from tests.conftest import GraphQLClient
 
 HTML = {"Accept": "text/html"}
@@ -78,9 +77,9 @@ def directives(csp: str) -> dict[str, list[str]]:
 
 
 def ide_app(assets: GraphiQLAssets) -> FastAPI:
-    """Just the router and the mounts, around `assets` (the page needs no database)."""
+    """Just the page and the mounts, around `assets` (the page needs no database)."""
     app = FastAPI()
-    app.router.routes.extend(graphql_routes(GraphQLEndpoint(build_schema(), assets=assets)))
+    app.router.routes.append(Route("/graphql", GraphiQLPage(assets), methods=["GET"]))
     mount_graphiql_assets(app, assets)
     return app
 

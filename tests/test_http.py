@@ -107,14 +107,14 @@ async def test_request_id_and_one_access_line_per_request(
 async def test_an_exception_escaping_the_endpoint_is_a_masked_500(
     conn: AsyncConnection, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """POST /graphql skips the router (GraphQLPosts): whatever escapes the endpoint
-    still meets the security middlewares, and the 500 carries the request id."""
-    from api.graphiql import GraphQLEndpoint
+    """/graphql skips the router (GraphQLRoute): whatever escapes the endpoint still
+    meets the security middlewares, and the 500 carries the request id."""
+    from api.graphql.http import GraphQLHTTP
 
     async def explode(self: Any, scope: Any, receive: Any, send: Any) -> None:
         raise RuntimeError("endpoint failed: password=hunter2")
 
-    monkeypatch.setattr(GraphQLEndpoint, "__call__", explode)
+    monkeypatch.setattr(GraphQLHTTP, "__call__", explode)
     caplog.set_level(logging.INFO, logger="ctxgraph.access")
     app = create_app(test_settings(), connector=RollbackConnector(conn))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

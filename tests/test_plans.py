@@ -315,14 +315,14 @@ def test_the_named_operation_is_planned() -> None:
     assert make_plan(SCHEMA, doc, None) is None  # ambiguous: graphql-core says so
 
 
-async def test_a_text_answered_by_its_plan_skips_strawberry_next_time(
+async def test_a_planned_text_is_answered_by_its_plan_every_time(
     conn: AsyncConnection,
     executed: list[str | None],
     caplog: pytest.LogCaptureFixture,
     statements: StatementLog,
 ) -> None:
-    """The second request of a planned text is answered by the endpoint
-    (Plans.answer) without Strawberry's Schema.execute: same answer, same log line."""
+    """A planned text never reaches graphql-core, from its first request on: same
+    answer as graphql-core's, same log line."""
     caplog.set_level(logging.INFO, logger="ctxgraph.access")
     app = create_app(test_settings(), connector=RollbackConnector(conn))
     named = "query ChatPage" + planned(CHAT).removeprefix("query")
@@ -335,8 +335,7 @@ async def test_a_text_answered_by_its_plan_skips_strawberry_next_time(
             answers.append(await client.execute(named, {"id": cid}))
             reference = await client.execute(unplanned(CHAT), {"id": cid})
             assert answers[-1] == reference
-            # Strawberry executes the planned text the first time only
-            assert executed == ([named] if len(answers) == 1 else []) + [unplanned(CHAT)]
+            assert executed == [unplanned(CHAT)]  # the planned text: never
             assert len(statements) == 2  # the planned read and the reference: one each
     assert answers[0] == answers[1]
     assert answers[2] == {"data": {"context": None}}
@@ -349,51 +348,51 @@ async def test_a_text_answered_by_its_plan_skips_strawberry_next_time(
 async def test_query_limits_apply_to_texts_answered_by_their_plan(
     conn: AsyncConnection, statements: StatementLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A known text is checked against the limits for each request's variables,
-    unless no variables could put it over them (then once, when it is learned)."""
+    """A text is checked against the limits for each request's variables, unless no
+    variables could put it over them (then once, when it is first prepared)."""
     checks: list[dict[str, Any] | None] = []
 
     def counted(*args: Any) -> None:
         checks.append(args[3])
         check_operation(*args)
 
-    monkeypatch.setattr("api.graphql.plans.check_operation", counted)
+    monkeypatch.setattr("api.graphql.operation.check_operation", counted)
     app = create_app(test_settings(max_query_cost=100), connector=RollbackConnector(conn))
     query = "query($n: Int) { contexts(first: $n) { nodes { id } } }"
     async with graphql_client(app) as client:
         await client.data(query, {"n": 5})
-        await client.data(query, {"n": 5})  # known now: 500 objects at worst, checked
-        assert checks == [{"n": 500}, {"n": 5}]
+        await client.data(query, {"n": 5})
+        # 500 objects at worst: over the limit, so each request is checked
+        assert checks == [{"n": 500}, {"n": 5}, {"n": 5}]
         statements.clear()
         body = await client.execute(query, {"n": 200})
         assert body["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX", body
         assert "CTXGRAPH_MAX_QUERY_COST" in body["errors"][0]["message"]
         assert len(statements) == 0
 
-        checks.clear()
         small = "query($id: ID!) { context(id: $id) { id messages(last: 20) { nodes { id } } } }"
         ctx = await create_context(client, "small", [user("m")])
+        checks.clear()
         for _ in range(3):
             await client.data(small, {"id": ctx["id"]})
-        assert checks == [{"id": 500}]  # once, when learned: within the limits whatever $id
+        assert checks == [{"id": 500}]  # once: within the limits whatever $id
 
 
 @pytest.mark.parametrize("how", ["batch", "get", "charset", "multipart"])
-async def test_a_known_text_sent_otherwise_goes_through_strawberry(
+async def test_a_planned_text_sent_any_way_is_answered_by_its_plan(
     conn: AsyncConnection, executed: list[str | None], how: str
 ) -> None:
-    """Only a plain JSON POST of one operation is answered before Strawberry's view;
-    a batch, a GET or a streaming Accept header is Strawberry's to answer (a JSON
-    content type with parameters is still plain JSON)."""
+    """A batch item, a GET, a JSON content type with parameters, an Accept header
+    naming streaming types: one entry, one plan (the answer is JSON)."""
     settings = test_settings(max_batch_operations=2)  # batching is off by default
     app = create_app(settings, connector=RollbackConnector(conn))
     query = planned(CHAT)
     async with graphql_client(app) as client:
         ctx = await create_context(client, "known", [user("hello")])
         variables = {"id": ctx["id"]}
-        expected = await client.execute(query, variables)  # answered by its plan: now known
-        assert executed[-1] == query
         executed.clear()
+        expected = await client.execute(query, variables)
+        assert executed == []
         payload = {"query": query, "variables": variables}
         if how == "batch":
             response = await client.http.post("/graphql", json=[payload])
@@ -411,7 +410,8 @@ async def test_a_known_text_sent_otherwise_goes_through_strawberry(
             assert response.json() == expected
         else:
             response = await client.http.post(
-                "/graphql", json=payload, headers={"accept": "multipart/mixed"}
+                "/graphql", json=payload, headers={"accept": "multipart/mixed, application/json"}
             )
+            assert response.json() == expected
         assert response.status_code == 200, response.text
-        assert executed == ([] if how == "charset" else [query])
+        assert executed == []

@@ -1,4 +1,4 @@
-"""GraphiQL served by ctxgraph itself: the page, its npm assets, and the endpoint.
+"""GraphiQL served by ctxgraph itself: the page and its npm assets.
 
 `GET /graphql` with `Accept: text/html` answers the GraphiQL page. Its
 scripts and styles come from this server (`/graphiql/...`) once
@@ -15,23 +15,15 @@ from api.graphiql.assets import (
     VendorAsset,
     default_assets,
 )
-from api.graphiql.router import (
-    ASSET_PATH,
-    GraphQLEndpoint,
-    GraphQLPosts,
-    graphql_routes,
-    mount_graphiql_assets,
-)
+from api.graphiql.serve import ASSET_PATH, GraphiQLPage, mount_graphiql_assets
 
 __all__ = [
     "ASSET_PATH",
     "VENDOR_ASSETS",
     "AssetState",
     "GraphiQLAssets",
-    "GraphQLEndpoint",
-    "GraphQLPosts",
+    "GraphiQLPage",
     "VendorAsset",
     "default_assets",
-    "graphql_routes",
     "mount_graphiql_assets",
 ]

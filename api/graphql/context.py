@@ -41,6 +41,9 @@ class RequestContext:
         """The HTTP request or WebSocket (the WebSocket check reads the app's keys)."""
         self.connection_params: Any = None
         """A WebSocket's connection_init payload, set by Strawberry."""
+        self.identity: Any = None
+        """Who the request or connection acts for, once authenticated
+        (api/security/auth.py, `Authenticator`)."""
 
     @functools.cached_property
     def loaders(self) -> Loaders:

@@ -1,4 +1,5 @@
-"""The one place where errors become GraphQL errors with `extensions.code`.
+"""The one place where errors become GraphQL errors with `extensions.code` (the
+operation entry, api/graphql/operation.py, calls `coded` for every error).
 
 - CtxgraphError (raised by the data layer) -> its code and message.
 - Errors GraphQL itself reports (syntax, unknown fields, wrong variable
@@ -10,11 +11,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
 
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
 
 from api.errors import CtxgraphError
 from api.security.failures import INTERNAL, SERVICE_UNAVAILABLE, internal_message
@@ -49,25 +47,3 @@ def coded(error: GraphQLError, request_id: str | None) -> GraphQLError:
         path=error.path,
         extensions=extensions,
     )
-
-
-class ErrorCodes(SchemaExtension):
-    """Give every error a code; mask unexpected ones."""
-
-    def _code_all(self, result: Any) -> None:
-        if result is not None and getattr(result, "errors", None):
-            request_id = getattr(self.execution_context.context, "request_id", None)
-            # Errors the subscription resolver coded itself keep their code.
-            result.errors = [
-                e if (e.extensions or {}).get("code") else coded(e, request_id)
-                for e in result.errors
-            ]
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        self._code_all(self.execution_context.result)
-
-    def on_stream_result(self, result: Any) -> Iterator[None]:
-        # A stream (subscription) sends each result before on_operation ends.
-        self._code_all(result)
-        yield

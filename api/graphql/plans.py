@@ -42,18 +42,13 @@ any other failure from the write on (a lost connection after the statement
 ran, a null in a written message) is reported by the plan itself, located and
 coded as graphql-core's path would report it (`Plan._commit`).
 
-Two ways in. The first time a text arrives, Strawberry parses and validates it
-and the PlannedReads extension, after the query limits and every other hook,
-answers it by its plan and remembers the text (`Plans.learn`). After that, a
-plain JSON POST of the same text is answered by the GraphQL endpoint through
-`Plans.answer` (api/graphiql/router.py) without Strawberry's view, parse,
-validation or hooks: the query limits for its variables and the operation's
-log line and metrics are applied there.
+The operation entry (api/graphql/operation.py) asks for an operation's plan
+once per document and runs it after authentication, the query limits and
+everything else every operation passes through.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -78,7 +73,6 @@ from graphql import (
     located_error,
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
-from strawberry.extensions import SchemaExtension
 from strawberry.types.field import StrawberryField
 
 from api.errors import CtxgraphError
@@ -102,8 +96,7 @@ from api.graphql.types import (
     tree_cursor,
     tree_page_request,
 )
-from api.security.http import record_operation
-from api.security.limits import QueryLimits, check_operation, select_operation
+from api.security.limits import select_operation
 from api.store import contexts as store
 from api.store import messages as messages_store
 from api.store.history import HistoryFilter
@@ -697,126 +690,3 @@ def _append(
         return await messages_store.append(ctx.db, key, new, expected)
 
     return commit
-
-
-# --- the extension -----------------------------------------------------------------------
-
-
-class Plans:
-    """The plans of a schema: by parsed document (the parser cache hands out the same
-    document for the same text), and by query text for the texts that have already been
-    parsed, validated and answered by a plan, which `answer` serves without Strawberry's
-    parse, validation and extension hooks."""
-
-    def __init__(self, limits: QueryLimits | None = None, maxsize: int = 1024) -> None:
-        self.limits = limits
-        self.maxsize = maxsize
-        self._plans: dict[tuple[int, str | None], tuple[DocumentNode, Plan | None]] = {}
-        # (document, plan, whether the query limits must be checked per request)
-        self._known: dict[tuple[str, str | None], tuple[DocumentNode, Plan, bool]] = {}
-
-    def get(
-        self, schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
-    ) -> Plan | None:
-        key = (id(document), operation_name)
-        entry = self._plans.get(key)
-        if entry is None or entry[0] is not document:
-            if len(self._plans) >= self.maxsize:
-                self._plans.clear()
-            entry = (document, make_plan(schema, document, operation_name))
-            self._plans[key] = entry
-        return entry[1]
-
-    def learn(
-        self,
-        schema: GraphQLSchema,
-        query: str,
-        operation_name: str | None,
-        document: DocumentNode,
-        plan: Plan,
-    ) -> None:
-        """`query` parsed into `document`, passed validation, and `plan` answered it.
-
-        Without an operation name Strawberry runs the document's first operation, so a
-        plan of the first operation also answers the text sent without a name.
-        """
-        if len(self._known) >= self.maxsize:
-            self._known.clear()
-        known = (document, plan, self._limited(schema, document, plan))
-        self._known[(query, operation_name)] = known
-        first = next(d for d in document.definitions if isinstance(d, OperationDefinitionNode))
-        if first is plan.operation:
-            self._known[(query, None)] = known
-
-    def _limited(self, schema: GraphQLSchema, document: DocumentNode, plan: Plan) -> bool:
-        """Whether some variables could put the operation over the query limits.
-
-        Variables reach the limits only as page sizes (first/last), clamped to
-        max_page_size: an operation within the limits with every variable at that
-        size is within them for any variables, and is not checked again.
-        """
-        if self.limits is None:
-            return False
-        name = plan.operation.name.value if plan.operation.name else None
-        worst = {
-            d.variable.name.value: self.limits.max_page_size
-            for d in plan.operation.variable_definitions or ()
-        }
-        try:
-            check_operation(schema, document, name, worst, self.limits)
-        except Exception:
-            return True
-        return False
-
-    async def answer(
-        self,
-        schema: GraphQLSchema,
-        query: str,
-        operation_name: str | None,
-        variables: dict[str, Any] | None,
-        context: RequestContext,
-    ) -> ExecutionResult | None:
-        """The result of a query text already answered by its plan, after the query
-        limits for these variables; None when the full path must answer (a text not
-        seen, an operation over a limit, anything the plan gives way on)."""
-        known = self._known.get((query, operation_name))
-        if known is None:
-            return None
-        document, plan, limited = known
-        if limited and self.limits is not None:
-            try:
-                check_operation(schema, document, operation_name, variables, self.limits)
-            except Exception:
-                return None  # the full path reports it
-        started = time.perf_counter()
-        result = await plan.run(schema, context, variables)
-        if result is not None:
-            name = plan.operation.name.value if plan.operation.name else None
-            codes = [str((e.extensions or {}).get("code")) for e in result.errors or ()]
-            kind = plan.operation.operation.value
-            record_operation(context.request, kind, name, codes, time.perf_counter() - started)
-        return result
-
-
-class PlannedReads(SchemaExtension):
-    """Answers an operation by its plan when it has one (module doc); listed after the
-    query limits, so they apply first."""
-
-    def __init__(self, plans: Plans) -> None:
-        super().__init__()
-        self.plans = plans
-
-    async def on_execute(self) -> Any:
-        ec = self.execution_context
-        document = ec.graphql_document
-        context = ec.context
-        if document is not None and isinstance(context, RequestContext):
-            schema = ec.schema._schema
-            plan = self.plans.get(schema, document, ec.operation_name)
-            if plan is not None:
-                result = await plan.run(schema, context, ec.variables)
-                if result is not None:
-                    ec.result = result
-                    if ec.query is not None:
-                        self.plans.learn(schema, ec.query, ec.operation_name, document, plan)
-        yield

@@ -7,9 +7,9 @@ reconnect, the process's periodic re-check). Reads are by version from the datab
 the switch from replay to live has no gap and no duplicate, and a dropped
 notification is caught up by the next read.
 
-Errors raised here do not pass through the ErrorCodes extension (it codes the
-result of a whole operation, and a stream's results are sent before that), so
-this module gives them their `extensions.code` itself, with the same mapping.
+An error raised while the stream runs ends it; graphql-core lets it escape the
+event stream, so this module codes it itself (`coded`, the mapping every error
+gets) with the field's path.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class Subscription:
 
 
 def _coded(info: Info, exc: Exception) -> GraphQLError:
-    """The error as ErrorCodes would report it: a code, unexpected ones masked and logged."""
+    """The error as the entry reports others: a code, unexpected ones masked and logged."""
     message = exc.message if isinstance(exc, CtxgraphError) else str(exc)
     error = GraphQLError(message, path=[info.path.key], original_error=exc)
     return coded(error, info.context.request_id)

@@ -6,9 +6,9 @@ compared with every stored digest using `hmac.compare_digest`, without stopping
 at the first match, so the time taken says nothing about the keys. No key
 configured means the API is open.
 
-`authenticate` is the single check; the HTTP middleware (`ApiKeyMiddleware`)
-and the WebSocket hook (`authenticate_ws`, called from the router's
-`on_ws_connect`) both use it.
+`Authenticator` is the single check: the operation entry calls it for every
+GraphQL operation, the WebSocket handler for connection_init; `ApiKeyMiddleware`
+guards the other protected paths (/metrics).
 """
 
 from __future__ import annotations
@@ -22,13 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
-from strawberry.exceptions import ConnectionRejectionError
 
 from api.errors import Unauthenticated
 from api.settings import Settings
-
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-"""Always answered without a key (load balancers and orchestrators probe them)."""
 
 GRAPHQL_PATH = "/graphql"
 
@@ -125,48 +121,10 @@ def authenticate(credentials: Mapping[str, Any] | Any, keys: ApiKeys | Settings)
         raise Unauthenticated(INVALID)
 
 
-async def authenticate_ws(context: Any) -> None:
-    """The WebSocket check, for GraphQLEndpoint.on_ws_connect: the key goes in the
-    connection_init payload (`{"Authorization": "Bearer <key>"}`); a key in the
-    upgrade request's headers is accepted too (non-browser clients). Refused
-    connections are closed with 4403 by Strawberry."""
-    connection = getattr(context, "request", None)
-    app = getattr(connection, "app", None)
-    keys = getattr(getattr(app, "state", None), "api_keys", None)
-    if not isinstance(keys, ApiKeys) or not keys.enabled:
-        return
-    payload = getattr(context, "connection_params", None)
-    try:
-        authenticate(payload if isinstance(payload, Mapping) else {}, keys)
-        return
-    except Unauthenticated:
-        pass
-    headers = getattr(connection, "headers", None)
-    try:
-        authenticate(headers if headers is not None else {}, keys)
-    except Unauthenticated as exc:
-        raise ConnectionRejectionError({"message": exc.message, "code": exc.code}) from None
-
-
 def error_body(message: str, code: str) -> bytes:
     return json.dumps(
         {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
     ).encode()
-
-
-def is_ide_request(scope: Scope) -> bool:
-    """The GraphiQL page loads without a key (its files are under /graphiql); its requests
-    need one.
-
-    Mirrors Strawberry's rule: a GET without `query` whose Accept has text/html or */*.
-    """
-    if scope["method"] not in ("GET", "HEAD") or scope["path"] != GRAPHQL_PATH:
-        return False
-    query_string: bytes = scope.get("query_string", b"")
-    if b"query=" in query_string:
-        return False
-    accept = _header(scope, b"accept")
-    return "text/html" in accept or "*/*" in accept
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -176,10 +134,59 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a request acts for: `open` when no credential is configured, else the kind
+    of credential it presented."""
+
+    kind: str
+
+
+OPEN = Identity("open")
+API_KEY = Identity("api_key")
+
+
+@dataclass(frozen=True)
+class Authenticator:
+    """The one credential check of every GraphQL operation (api/graphql/operation.py
+    calls it first, whatever the transport) and of a WebSocket's connection_init.
+
+    The identity is decided once per HTTP request or WebSocket connection and kept on
+    its RequestContext: a batch or a socket's later operations reuse it."""
+
+    keys: ApiKeys
+
+    def identify(self, connection: Any, connection_params: Any = None) -> Identity:
+        """The identity of an HTTP request (its headers) or a WebSocket (its
+        connection_init payload, else the upgrade request's headers); raises
+        Unauthenticated."""
+        if not self.keys.enabled:
+            return OPEN
+        if isinstance(connection_params, Mapping):
+            try:
+                authenticate(connection_params, self.keys)
+                return API_KEY
+            except Unauthenticated:
+                if getattr(connection, "scope", {}).get("type") != "websocket":
+                    raise
+        headers = getattr(connection, "headers", None)
+        authenticate(headers if headers is not None else {}, self.keys)
+        return API_KEY
+
+    async def authenticate(self, context: Any) -> Identity:
+        """The identity of the request or connection `context` belongs to, decided once."""
+        identity = getattr(context, "identity", None)
+        if isinstance(identity, Identity):
+            return identity
+        identity = self.identify(context.request, context.connection_params)
+        context.identity = identity
+        return identity
+
+
 class ApiKeyMiddleware:
-    """HTTP: 401 + a GraphQL error coded UNAUTHENTICATED for /graphql and /metrics without
-    a valid key. /healthz, /readyz, the IDE page and CORS preflights stay open;
-    WebSockets are checked at connection_init (authenticate_ws)."""
+    """HTTP: 401 + a GraphQL error coded UNAUTHENTICATED for the protected paths other
+    than /graphql (/metrics) without a valid key. GraphQL operations are authenticated
+    by the operation entry, after the request is parsed."""
 
     def __init__(self, app: ASGIApp, keys: ApiKeys, protected: tuple[str, ...]) -> None:
         self.app = app
@@ -194,9 +201,7 @@ class ApiKeyMiddleware:
             scope["type"] != "http"
             or not self.keys.enabled
             or scope["method"] == "OPTIONS"
-            or scope["path"] in OPEN_PATHS
             or not self._protects(scope["path"])
-            or is_ide_request(scope)
         ):
             await self.app(scope, receive, send)
             return

@@ -10,10 +10,10 @@ Order, outermost first (`install`):
 2. SecurityHeadersMiddleware: nosniff, frame denial, referrer policy, a CSP for
    HTML (the IDE page) unless the page sets its own, no-store on API answers.
 3. CORS (Starlette's), only when CTXGRAPH_CORS_ORIGINS is set.
-4. ApiKeyMiddleware (api/security/auth.py).
-5. BodyLimitMiddleware: 413 past CTXGRAPH_MAX_BODY_BYTES, and JSON-array
-   (batched) bodies over CTXGRAPH_MAX_BATCH_OPERATIONS refused with
-   QUERY_TOO_COMPLEX, both before the GraphQL layer reads anything.
+4. ApiKeyMiddleware (api/security/auth.py) for /metrics; GraphQL operations are
+   authenticated by the operation entry (api/graphql/operation.py).
+5. BodyLimitMiddleware: 413 past CTXGRAPH_MAX_BODY_BYTES, before anything reads
+   the body.
 """
 
 from __future__ import annotations
@@ -23,18 +23,15 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.extensions import SchemaExtension
 
-from api.errors import BadUserInput, QueryTooComplex
-from api.security.auth import GRAPHQL_PATH, ApiKeyMiddleware, ApiKeys, error_body
+from api.errors import BadUserInput
+from api.security.auth import ApiKeyMiddleware, ApiKeys, error_body
 from api.security.failures import INTERNAL, internal_message
 from api.settings import Settings
 
@@ -248,26 +245,13 @@ def json_too_deep(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     return True
 
 
-def _json_problem(path: str, content_type: str, body: bytes) -> str | None:
-    """Why a /graphql JSON body must be refused before any parser sees it, if it must."""
-    if path != GRAPHQL_PATH or "json" not in content_type:
-        return None
-    start = body.lstrip()[:1]
-    if start not in (b"{", b"["):
-        return 'The request body must be a JSON object: {"query": "...", "variables": {...}}.'
-    if json_too_deep(body):
-        return f"The request's JSON is nested more than {MAX_JSON_DEPTH} levels deep."
-    return None
-
-
 class BodyLimitMiddleware:
-    """Reads (and holds) the body up to the limit before the app sees it; refuses JSON
-    that is not an object/array or is nested absurdly deep (also in GET parameters)."""
+    """Reads (and holds) a request body up to the limit before the app sees it: 413,
+    with a GraphQL error, past CTXGRAPH_MAX_BODY_BYTES."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_batch_operations: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.max_batch_operations = max_batch_operations
 
     def _too_large(self) -> bytes:
         return error_body(
@@ -276,30 +260,11 @@ class BodyLimitMiddleware:
             BadUserInput.code,
         )
 
-    async def _refuse(self, send: Send, status: int, message: str, code: str) -> None:
-        for response in _simple_response(status, error_body(message, code)):
-            await send(response)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("HEAD", "OPTIONS"):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        if scope["method"] == "GET":
-            query = unquote_to_bytes(bytes(scope.get("query_string", b"")).replace(b"+", b" "))
-            if scope["path"] == GRAPHQL_PATH and json_too_deep(query):
-                await self._refuse(
-                    send,
-                    400,
-                    f"The request's JSON is nested more than {MAX_JSON_DEPTH} levels deep.",
-                    BadUserInput.code,
-                )
-                return
-            await self.app(scope, receive, send)
-            return
-        content_type = ""
         for key, value in scope.get("headers", ()):
-            if key == b"content-type":
-                content_type = bytes(value).decode("latin-1").lower()
             if key == b"content-length":
                 try:
                     declared = int(value)
@@ -325,28 +290,6 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if (problem := _json_problem(scope["path"], content_type, body)) is not None:
-            await self._refuse(send, 400, problem, BadUserInput.code)
-            return
-        if scope["path"] == GRAPHQL_PATH and body.lstrip()[:1] == b"[":
-            count = _batch_size(body)
-            if count == -1:
-                await self._refuse(
-                    send, 400, "Each operation of a batch must be a JSON object.", BadUserInput.code
-                )
-                return
-            if count is not None and count > self.max_batch_operations:
-                message_text = (
-                    f"This request holds {count} operations; at most "
-                    f"{self.max_batch_operations} are allowed per HTTP request "
-                    f"(CTXGRAPH_MAX_BATCH_OPERATIONS={self.max_batch_operations}). Send one "
-                    "operation per request."
-                )
-                for response in _simple_response(
-                    400, error_body(message_text, QueryTooComplex.code)
-                ):
-                    await send(response)
-                return
         sent = False
 
         async def replay() -> Message:
@@ -359,29 +302,14 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
-def _batch_size(body: bytes) -> int | None:
-    """Operations in a JSON-array body; -1 when an item is not an object."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None  # the GraphQL view answers malformed JSON with 400
-    if not isinstance(data, list):
-        return None
-    return len(data) if all(isinstance(item, dict) for item in data) else -1
-
-
 def cors_origins(settings: Settings) -> list[str]:
     return [o.strip().rstrip("/") for o in settings.cors_origins.split(",") if o.strip()]
 
 
 def install(app: FastAPI, settings: Settings, keys: ApiKeys, metrics: Metrics | None) -> None:
     """Add the middlewares in order (Starlette wraps the last added outermost)."""
-    protected = (GRAPHQL_PATH, "/metrics")
-    app.add_middleware(
-        BodyLimitMiddleware,
-        max_body_bytes=settings.max_body_bytes,
-        max_batch_operations=settings.max_batch_operations,
-    )
+    protected = ("/metrics",)  # GraphQL operations: the operation entry authenticates them
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, keys=keys, protected=protected)
     origins = cors_origins(settings)
     if origins:
@@ -396,34 +324,6 @@ def install(app: FastAPI, settings: Settings, keys: ApiKeys, metrics: Metrics | 
         )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestLogMiddleware, metrics=metrics, enabled=settings.access_log)
-
-
-class OperationRecorder(SchemaExtension):
-    """Tells the access log and the metrics which operation ran and how it ended.
-
-    Listed first among the schema extensions so that it sees the final error codes.
-    """
-
-    def on_operation(self) -> Iterator[None]:
-        started = time.perf_counter()
-        yield
-        ec = self.execution_context
-        request = getattr(ec.context, "request", None)
-        try:
-            operation_type: str | None = ec.operation_type.value
-        except Exception:  # no document, or an ambiguous one: no operation ran
-            operation_type = None
-        name = ec.operation_name
-        if name is None and ec.graphql_document is not None and operation_type is not None:
-            from api.security.limits import select_operation
-
-            op, _ = select_operation(ec.graphql_document, None)
-            name = op.name.value if op is not None and op.name is not None else None
-        codes = [
-            str((e.extensions or {}).get("code", "UNKNOWN"))
-            for e in (ec.result.errors if ec.result is not None and ec.result.errors else [])
-        ]
-        record_operation(request, operation_type, name, codes, time.perf_counter() - started)
 
 
 def record_operation(

@@ -23,7 +23,7 @@ limit and its setting.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,6 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
-    GraphQLSyntaxError,
     GraphQLUnionType,
     InlineFragmentNode,
     IntValueNode,
@@ -48,11 +47,8 @@ from graphql import (
     VariableNode,
 )
 from graphql.type import get_named_type
-from starlette.requests import Request
-from strawberry.extensions import SchemaExtension
-from strawberry.types.graphql import OperationType
 
-from api.errors import BadUserInput, Forbidden, QueryTooComplex
+from api.errors import Forbidden, QueryTooComplex
 from api.settings import Settings
 
 LIST_SIZE_GUESS = 10
@@ -84,12 +80,6 @@ def too_complex(message: str) -> GraphQLError:
     """A GraphQL error coded QUERY_TOO_COMPLEX on any path (HTTP and WebSocket)."""
     return GraphQLError(
         message, extensions={"code": QueryTooComplex.code}, original_error=QueryTooComplex(message)
-    )
-
-
-def _is_token_limit(error: GraphQLError) -> bool:
-    return isinstance(error, GraphQLSyntaxError) and (
-        "tokens. Parsing aborted" in error.message or "comments. Parsing aborted" in error.message
     )
 
 
@@ -341,46 +331,6 @@ def check_operation(
 SUBSCRIPTION_OVER_HTTP = (
     "Subscriptions run over WebSocket: connect to /graphql with the graphql-transport-ws protocol."
 )
-
-
-class QueryLimitsExtension(SchemaExtension):
-    """Applies QueryLimits to every operation (HTTP and WebSocket)."""
-
-    def __init__(self, limits: QueryLimits) -> None:
-        super().__init__()
-        self.limits = limits
-
-    def on_operation(self) -> Iterator[None]:
-        self.execution_context.parse_options["max_tokens"] = self.limits.max_tokens
-        yield
-        result = self.execution_context.result
-        if result is not None and result.errors:
-            result.errors = [
-                too_complex(
-                    f"The query has more than {self.limits.max_tokens} tokens "
-                    f"(limit CTXGRAPH_MAX_QUERY_TOKENS={self.limits.max_tokens}). Send a "
-                    "smaller document."
-                )
-                if _is_token_limit(e)
-                else e
-                for e in result.errors
-            ]
-
-    def on_execute(self) -> Iterator[None]:
-        ec = self.execution_context
-        request = getattr(ec.context, "request", None)
-        if isinstance(request, Request) and ec.operation_type is OperationType.SUBSCRIPTION:
-            # Over plain HTTP graphql-core would "return" the event stream as a value.
-            raise GraphQLError(
-                SUBSCRIPTION_OVER_HTTP,
-                extensions={"code": BadUserInput.code},
-                original_error=BadUserInput(SUBSCRIPTION_OVER_HTTP),
-            )
-        if ec.graphql_document is not None:
-            check_operation(
-                ec.schema._schema, ec.graphql_document, ec.operation_name, ec.variables, self.limits
-            )
-        yield
 
 
 INTROSPECTION_DISABLED = (
