@@ -29,7 +29,7 @@ from api.graphql.execution import execution_context_class
 from api.graphql.http import GraphQLHTTP
 from api.graphql.operation import Operations
 from api.graphql.schema import build_schema
-from api.graphql.websocket import WebSocketEndpoint
+from api.graphql.strawberry_adapter import WebSocketEndpoint
 from api.metrics import Metrics
 from api.migrate import head_revision
 from api.realtime import Realtime
@@ -155,6 +155,7 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
         limits=QueryLimits.from_settings(settings),
         introspection=settings.introspection,
         executor_class=executor,
+        plans=settings.plans,
     )
     websocket = WebSocketEndpoint(
         schema,

@@ -8,6 +8,8 @@
   outcome is `ok` or the first error code. Operation names come from clients,
   so at most MAX_OPERATION_NAMES distinct names get their own label; the rest
   are counted as `other`.
+- ctxgraph_plan_fallbacks_total{reason}: operations with a plan that graphql-core
+  answered instead (api/graphql/plans.py says when).
 - ctxgraph_db_pool_*: the connection pool of this process, read at scrape time.
 - process_*: memory, CPU and file descriptors of this process.
 """
@@ -99,6 +101,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.fallbacks = Counter(
+            "ctxgraph_plan_fallbacks",
+            "Operations with a plan that graphql-core answered instead, by reason (arguments: "
+            "the services refused them, graphql-core reports it; shape: no plan for these "
+            "values of the @include/@skip variables).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.registry.register(PoolCollector(state))
         ProcessCollector(registry=self.registry)
         self._names: set[str] = set()
@@ -149,6 +159,9 @@ class Metrics:
         self._child(self.operations, operation_type, label, outcome).inc()
         if operation_type in ("query", "mutation"):
             self._child(self.operation_latency, operation_type, label).observe(duration)
+
+    def observe_fallback(self, reason: str) -> None:
+        self._child(self.fallbacks, reason).inc()
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -185,6 +185,12 @@ class Settings(BaseSettings):
         le=100,
         description="Operations in one HTTP request (a JSON array body). 1: batching is off.",
     )
+    plans: bool = Field(
+        default=True,
+        description="Answer the common shapes (a chat page, a sidebar, a branch switcher, an "
+        "append) by their plans, without graphql-core's field walk; false runs every "
+        "operation through graphql-core (same answers, more CPU).",
+    )
     statement_timeout: float = Field(
         default=30.0,
         ge=0,

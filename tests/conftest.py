@@ -147,6 +147,15 @@ async def client(conn: AsyncConnection) -> AsyncIterator[GraphQLClient]:
 
 
 @pytest_asyncio.fixture
+async def reference(conn: AsyncConnection) -> AsyncIterator[GraphQLClient]:
+    """The app without plans (CTXGRAPH_PLANS=false) on the test's data: graphql-core
+    answers everything, for comparison with `client`."""
+    app = create_app(test_settings(plans=False), connector=RollbackConnector(conn))
+    async with graphql_client(app) as c:
+        yield c
+
+
+@pytest_asyncio.fixture
 async def live_client(engine: AsyncEngine) -> AsyncIterator[GraphQLClient]:
     """The app on the pooled engine: real commits, real concurrency."""
     app = create_app(test_settings(), connector=EngineConnector(engine))
@@ -180,13 +189,13 @@ def statements(engine: AsyncEngine) -> Iterator[StatementLog]:
 @pytest.fixture
 def plan_runs(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """One entry per plan run: True when the plan answered, False when it left the
-    operation to graphql-core."""
+    operation to graphql-core (a Fallback)."""
     runs: list[bool] = []
     run = plans.Plan.run
 
     async def counted(self: plans.Plan, *args: Any) -> Any:
         result = await run(self, *args)
-        runs.append(result is not None)
+        runs.append(not isinstance(result, plans.Fallback))
         return result
 
     monkeypatch.setattr(plans.Plan, "run", counted)

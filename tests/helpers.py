@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.conftest import GraphQLClient, StatementLog
 
 CONTEXT_FIELDS = "id name metadata messageCount totalTokens latestVersion forkVersion deletedAt"
@@ -83,18 +85,24 @@ async def get_context(client: GraphQLClient, context_id: str) -> dict[str, Any]:
 async def read_ahead_and_apart(
     client: GraphQLClient,
     statements: StatementLog,
-    build: Callable[..., str],
+    build: Callable[[str], str],
     args: str,
     context_id: str,
     cursor: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[dict[str, Any], int, dict[str, Any], int]:
-    """(answer, statements) of `build(args)`, which Query.context reads ahead, then of
-    `build(args, separate=True)`, whose directive makes the page field read itself.
-    `$c` in `args` is the cursor."""
+    """(answer, statements) of `build(args)` as Query.context reads it ahead
+    (api/graphql/lookahead.py), then of the same operation with the look-ahead turned
+    off, so the page field reads its page itself. `client` must run graphql-core (the
+    `reference` app): a plan answers without Query.context. `$c` in `args` is the
+    cursor."""
     variables = {"id": context_id, **({"c": cursor} if "$c" in args else {})}
-    statements.clear()
-    separate = await client.data(build(args, separate=True), variables)
-    n_separate = len(statements)
+    with monkeypatch.context() as off:
+        off.setattr("api.graphql.queries.selected_history_page", lambda info: None)
+        off.setattr("api.graphql.queries.selected_sibling_forks", lambda info: None)
+        statements.clear()
+        separate = await client.data(build(args), variables)
+        n_separate = len(statements)
     statements.clear()
     together = await client.data(build(args), variables)
     return together, len(statements), separate, n_separate

@@ -2,8 +2,8 @@
 same write as graphql-core's path, errors that are graphql-core's, and a write that
 is never run twice.
 
-As in tests/test_plans.py, `@include(if: true)` on the root field leaves the same
-operation without a plan, for graphql-core to execute.
+As in tests/test_plans.py, the `reference` app (CTXGRAPH_PLANS=false) runs the same
+operation through graphql-core, on the same data.
 """
 
 from __future__ import annotations
@@ -18,9 +18,15 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.app import create_app
-from tests.conftest import GraphQLClient, RollbackConnector, graphql_client, test_settings
+from tests.conftest import (
+    GraphQLClient,
+    RollbackConnector,
+    StatementLog,
+    graphql_client,
+    test_settings,
+)
 from tests.helpers import create_context, fork, user
-from tests.test_plans import planned, unplanned
+from tests.test_plans import planned
 
 APPEND = (
     "mutation Append($id: ID!, $m: [MessageInput!]!, $v: Int) {"
@@ -46,17 +52,17 @@ async def contents(client: GraphQLClient, context_id: str) -> list[str]:
 
 
 async def test_a_planned_append_answers_and_writes_as_graphql_core(
-    client: GraphQLClient, plan_runs: list[bool]
+    client: GraphQLClient, reference: GraphQLClient, plan_runs: list[bool]
 ) -> None:
     a = await create_context(client, "a", [user("first")])
     b = await create_context(client, "b", [user("first")])
     for v in (None, 4):
         plan_runs.clear()
-        reference = await client.execute(unplanned(APPEND), {"id": a["id"], "m": BATCH, "v": v})
+        expected = await reference.execute(planned(APPEND), {"id": a["id"], "m": BATCH, "v": v})
         assert plan_runs == []
         answer = await client.execute(planned(APPEND), {"id": b["id"], "m": BATCH, "v": v})
         assert plan_runs == [True]
-        assert answer == reference
+        assert answer == expected
         assert "errors" not in answer
     assert [m["version"] for m in answer["data"]["appendMessages"]["messages"]] == [5, 6, 7]
     assert await contents(client, a["id"]) == await contents(client, b["id"])
@@ -76,7 +82,7 @@ async def test_a_planned_append_answers_and_writes_as_graphql_core(
 
 
 async def test_refused_appends_are_graphql_cores_and_write_nothing(
-    client: GraphQLClient, plan_runs: list[bool]
+    client: GraphQLClient, reference: GraphQLClient, plan_runs: list[bool]
 ) -> None:
     ctx = await create_context(client, "c", [user("one")])
     gone = await fork(client, ctx["id"])
@@ -94,16 +100,21 @@ async def test_refused_appends_are_graphql_cores_and_write_nothing(
     ]
     for variables in cases:
         plan_runs.clear()
-        reference = await client.execute(unplanned(APPEND), variables)
+        expected = await reference.execute(planned(APPEND), variables)
         answer = await client.execute(planned(APPEND), variables)
-        assert plan_runs in ([False], [])  # given way, or refused before any plan ran
-        assert answer == reference, variables
+        # refused by the plan's store call (NOT_FOUND, CONTEXT_DELETED, VERSION_CONFLICT),
+        # by the services before it ran, or by the entry (a variables error)
+        assert plan_runs in ([True], [False], []), variables
+        assert answer == expected, variables
         assert answer["errors"], variables
     assert await contents(client, ctx["id"]) == ["one"]
 
 
 async def test_a_planned_append_skips_graphql_core_and_logs_as_a_mutation(
-    client: GraphQLClient, executed: list[str | None], caplog: pytest.LogCaptureFixture
+    client: GraphQLClient,
+    executed: list[str | None],
+    caplog: pytest.LogCaptureFixture,
+    statements: StatementLog,
 ) -> None:
     caplog.set_level(logging.INFO, logger="ctxgraph.access")
     ctx = await create_context(client, "d")
@@ -114,9 +125,16 @@ async def test_a_planned_append_skips_graphql_core_and_logs_as_a_mutation(
         assert body["data"]["appendMessages"]["messages"][0]["version"] == n + 1
         assert executed == []
     executed.clear()
+    statements.clear()
     conflict = await client.execute(text, {"id": ctx["id"], "m": [user("late")], "v": 1})
     assert conflict["errors"][0]["extensions"]["code"] == "VERSION_CONFLICT"
-    assert executed == [text]  # the plan gave way: graphql-core reported it
+    assert conflict["data"] is None
+    assert conflict["errors"][0]["path"] == ["appendMessages"]
+    # the plan reports the refusal itself: one append statement and one read of why,
+    # never a second append by graphql-core
+    assert executed == []
+    sent = [q for q in statements.statements if "SAVEPOINT" not in q]  # the test's own
+    assert len(sent) == 2, sent
     assert await contents(client, ctx["id"]) == ["m0", "m1", "m2"]
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "ctxgraph.access"]
     appends = [line for line in lines if line.get("operation_name") == "Append"]

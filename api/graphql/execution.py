@@ -240,6 +240,8 @@ def plain_objects(selection: Selection, type_name: str, items: list[Any]) -> lis
     """
     if not items:
         return []
+    if not selection:  # every field skipped by a directive: an empty object per item
+        return [{} for _ in items]
     # rows of one result: read by position (0.05 us instead of 0.5 us per value)
     shared = row_index(items[0])
     if shared is not None and not (

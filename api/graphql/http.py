@@ -16,7 +16,7 @@ What this layer decides, and only this:
   Refusals with a status of their own keep it (401, 403, 405, 503).
 
 WebSockets go to Strawberry's graphql-transport-ws handler, adapted in
-api/graphql/websocket.py so their operations reach the same entry.
+api/graphql/strawberry_adapter.py so their operations reach the same entry.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from strawberry.types.arguments import InputContext
 from strawberry.types.base import StrawberryList, StrawberryOptional, get_object_definition
 
 from api.graphql.enums import ContextOrderField, MessageRole, OrderDirection
-from api.store.inputs import Limits, NewMessage, check_new_messages, parse_id
+from api.store.inputs import NewMessage, parse_id
 
 
 @strawberry.input(description="How to order contexts.")
@@ -126,11 +126,10 @@ for _input in (ContextOrder, ContextFilter, MessageInput):
     get_object_definition(_input, strict=True).from_input = _leaf_input
 
 
-def to_new_messages(
-    messages: list[MessageInput], limits: Limits, *, allow_empty: bool = False
-) -> list[NewMessage]:
-    """Validate a batch of inputs (ids, texts, sizes, embeddings)."""
-    converted = [
+def new_messages(messages: list[MessageInput]) -> list[NewMessage]:
+    """The inputs as the store's messages (their ids parsed); the checks of a batch are
+    the caller's (api/services/append.py, createContext)."""
+    return [
         NewMessage(
             id=None if m.id is None else parse_id(m.id, f"messages[{i}].id"),
             role=m.role.value,
@@ -143,4 +142,3 @@ def to_new_messages(
         )
         for i, m in enumerate(messages)
     ]
-    return check_new_messages(converted, limits, allow_empty=allow_empty)

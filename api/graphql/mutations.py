@@ -11,11 +11,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.scalars import JSON
 
 from api.graphql.context import Info
-from api.graphql.inputs import MessageInput, to_new_messages
+from api.graphql.inputs import MessageInput, new_messages
 from api.graphql.types import Context, Message
+from api.services.append import append, append_request
 from api.store import contexts as contexts_store
 from api.store import messages as messages_store
-from api.store.inputs import check_embedding, check_metadata, check_name, check_version, parse_id
+from api.store.inputs import (
+    check_embedding,
+    check_metadata,
+    check_name,
+    check_new_messages,
+    check_version,
+    parse_id,
+)
 from api.store.notify import notify_appended
 
 
@@ -59,7 +67,7 @@ class Mutation:
         ] = None,
     ) -> Context:
         limits = info.context.limits
-        new = to_new_messages(messages or [], limits, allow_empty=True)
+        new = check_new_messages(new_messages(messages or []), limits, allow_empty=True)
         meta = {} if metadata is None else check_metadata(metadata, limits)
         async with _write(info) as conn:
             created = await contexts_store.create_context(conn, check_name(name, limits), meta, new)
@@ -137,13 +145,13 @@ class Mutation:
             ),
         ] = None,
     ) -> AppendMessagesPayload:
-        key = parse_id(context_id, "contextId")
-        new = to_new_messages(messages, info.context.limits)
-        check_version(expected_version, "expectedVersion")
+        request = append_request(
+            info.context.limits, context_id, new_messages(messages), expected_version
+        )
         # a transaction, or none for a batch that is one statement (atomic by itself)
-        rows = await messages_store.append(info.context.db, key, new, expected_version)
+        rows = await append(info.context.db, request)
         info.context.loaders.clear()  # as _write does
-        return AppendMessagesPayload(messages=rows, _context_id=key)  # type: ignore[arg-type]
+        return AppendMessagesPayload(messages=rows, _context_id=request.context_id)  # type: ignore[arg-type]
 
     @strawberry.mutation(
         description="Fork in O(1): the new context shares the history up to atVersion (default: "

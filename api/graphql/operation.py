@@ -42,10 +42,10 @@ from api.errors import BadUserInput, CtxgraphError, QueryTooComplex, Unauthentic
 from api.graphql.context import RequestContext
 from api.graphql.errors import coded
 from api.graphql.execution import is_awaitable
-from api.graphql.plans import Plan, make_plan
+from api.graphql.plans import Fallback, OperationPlans
 from api.persisted_queries import PersistedQueries, Refusal
 from api.security.auth import Authenticator
-from api.security.http import record_operation
+from api.security.http import record_fallback, record_operation
 from api.security.limits import (
     SUBSCRIPTION_OVER_HTTP,
     NoIntrospection,
@@ -136,9 +136,10 @@ class PreparedOperation:
     limited: bool
     """Some variables could put it over the query limits: check them per request."""
     planned: bool = False
-    plan: Plan | None = None
+    plans: OperationPlans | None = None
     """Made the first time the operation passes the limits (a document over them, e.g.
-    fragments that expand exponentially, is never walked by the planner)."""
+    fragments that expand exponentially, is never walked by the planner); None when
+    no request of it can have a plan."""
 
 
 @dataclass(slots=True)
@@ -166,12 +167,14 @@ class Operations:
         introspection: bool = True,
         executor_class: type[Any] | None = None,
         cache_bytes: int = 16 * 1024 * 1024,
+        plans: bool = True,
     ) -> None:
         self.schema = schema
         self.authenticator = authenticator
         self.persisted = persisted
         self.limits = limits
         self.executor_class = executor_class
+        self.plans = plans
         self.rules: tuple[type[ASTValidationRule], ...] = tuple(specified_rules)
         if not introspection:
             self.rules += (NoIntrospection,)
@@ -364,9 +367,10 @@ class Operations:
         assert a.prepared is not None
         assert a.prepared.document is not None
         assert a.chosen is not None
-        if not a.chosen.planned:
-            a.chosen.plan = make_plan(self.schema, a.prepared.document, a.chosen.name)
-            a.chosen.planned = True
+        chosen = a.chosen
+        if not chosen.planned and self.plans and chosen.type is not OperationType.SUBSCRIPTION:
+            chosen.plans = OperationPlans.make(self.schema, a.prepared.document, chosen.operation)
+        chosen.planned = True
 
     async def reject(
         self,
@@ -413,10 +417,12 @@ class Operations:
     ) -> Outcome:
         """An admitted query or mutation, by its plan or by graphql-core; reported."""
         assert prepared.document is not None
-        result: ExecutionResult | None = None
-        if chosen.plan is not None:
-            result = await chosen.plan.run(self.schema, ctx, request.variables)
-        if result is None:
+        result: ExecutionResult | Fallback | None = None
+        if chosen.plans is not None:
+            result = await chosen.plans.run(ctx, request.variables)
+            if isinstance(result, Fallback):
+                record_fallback(ctx.request, result.reason)
+        if not isinstance(result, ExecutionResult):
             result = await self._graphql_core(prepared.document, chosen, ctx, request.variables)
         executed = not (result.data is None and all(e.path is None for e in result.errors or ()))
         outcome = Outcome(self._coded(result, ctx), executed, None, (), chosen.type)

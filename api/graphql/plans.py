@@ -1,56 +1,40 @@
-"""Planned operations: the common read shapes, and the append, answered without graphql-core.
+"""Plans: the common shapes answered without graphql-core's field walk.
 
-A chat page, a sidebar and a branch switcher are one statement each (the
-look-ahead, api/graphql/lookahead.py), yet graphql-core still walked their
-result field by field: resolve info, argument conversion, awaitables and
-completion for every object, about a third of a chat page's CPU in process
-(bench/README.md, "Optimizations"). For an operation made only of these shapes,
-a plan is made once per parsed document and then, per request, binds the
-variables, runs the one statement and writes the result:
+graphql-core resolves a chat page field by field (resolve info, arguments,
+awaitables, completion for every object): most of the page's CPU. A plan, made
+once per operation and per value of the variables its @include/@skip read
+(api/graphql/shapes.py), binds a request's arguments, runs one statement and
+writes the answer. Planned root fields, with any aliases, fragments, __typename
+and @include/@skip:
 
-    context(id) { <plain fields>, messages(first/after/last/before) { <page> } }
-    context(id) { <plain fields>, parent { <plain fields>,
-                                           forks(first/after/includeDeleted) { <page> } } }
-    context(id) { <plain fields> }
-    contexts(first/after/last/before) { <page> }
-    mutation: appendMessages(contextId, messages, expectedVersion) { messages { <plain> } }
+    context(id) { <columns>, messages(first/after/last/before) { <page> },
+                  parent { <columns>, forks(first/after/includeDeleted) { <page> } },
+                  root { <columns> }, ancestors { <columns> } }
+    contexts(first/after/last/before/filter/orderBy) { <page> }
+    appendMessages(contextId, messages, expectedVersion) { messages { <columns> } }
 
-where <page> selects nodes, edges { cursor node }, pageInfo and (for messages)
-totalCount, and the objects in it select plain fields only (columns read by
-their serializer, api/graphql/execution.py) and __typename; fragments whose
-type condition is the object's own type are fine. Anything else (another
-field or argument, a directive, an abstract type condition, a response name
-selected twice with different sub-selections) has no plan: graphql-core
-executes it as always.
+A <page> selects nodes, edges { cursor node }, pageInfo and (for messages)
+totalCount; parent.forks is not planned together with messages, root or
+ancestors. Anything else has no plan and graphql-core executes it.
 
-Same answer, by construction and by test (tests/test_plans.py): a plan reads
-through the same store functions and page requests as the resolvers, coerces
-arguments with graphql-core's own functions, and writes values with the
-serializers graphql-core would use (but for the UTC datetimes the store returns, which
-the JSON encoder writes as their isoformat, `_plain`). A read plan never writes an error: any
-exception while running it (a malformed id, a page size over the limit, a lost
-connection, a null where the schema promises a value) leaves the operation to
-graphql-core, which reports it as it always does. Reading again is safe (a
-database that fails or times out is met twice, so such a request takes up to
-twice as long to fail).
+The answer is graphql-core's, byte for byte (tests/test_plan_equality.py generates
+selections and compares): a plan reads through the same services and store
+functions as the resolvers, coerces arguments with graphql-core's functions and
+writes values with the serializers graphql-core uses. Failure is explicit:
 
-A write must not run twice. The append plan checks its arguments as the
-resolver does (any refusal: graphql-core answers, nothing was written), then
-writes once: a refusal by the store (not found, deleted, version conflict),
-which it raises only when nothing was written, is still left to graphql-core;
-any other failure from the write on (a lost connection after the statement
-ran, a null in a written message) is reported by the plan itself, located and
-coded as graphql-core's path would report it (`Plan._commit`).
-
-The operation entry (api/graphql/operation.py) asks for an operation's plan
-once per document and runs it after authentication, the query limits and
-everything else every operation passes through.
+- arguments the services refuse (a malformed id, a page over the limit): the plan
+  does not run (`Fallback("arguments")`, counted in /metrics); graphql-core answers
+  with its error. Nothing was read or written.
+- a failure while loading or writing (a database that is down, a refused append):
+  reported by the plan, located at the root field as graphql-core locates it.
+  Nothing runs twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,16 +43,15 @@ from graphql import (
     ExecutionResult,
     FieldNode,
     FragmentDefinitionNode,
-    FragmentSpreadNode,
+    GraphQLError,
     GraphQLField,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
-    InlineFragmentNode,
+    NameNode,
     OperationDefinitionNode,
     OperationType,
-    SelectionSetNode,
     get_named_type,
     located_error,
 )
@@ -77,7 +60,6 @@ from strawberry.types.field import StrawberryField
 
 from api.errors import CtxgraphError
 from api.graphql.context import RequestContext
-from api.graphql.errors import coded
 from api.graphql.execution import (
     FULL_PATH,
     Plain,
@@ -87,8 +69,9 @@ from api.graphql.execution import (
     plain_objects,
     read_plain,
 )
-from api.graphql.inputs import MessageInput, from_coerced, to_new_messages
-from api.graphql.queries import DEFAULT_ORDER, context_list
+from api.graphql.inputs import ContextFilter, ContextOrder, MessageInput, from_coerced, new_messages
+from api.graphql.queries import list_request
+from api.graphql.shapes import Fields, Unsupported, collect, condition_variables
 from api.graphql.types import (
     history_page_request,
     message_cursor,
@@ -96,20 +79,31 @@ from api.graphql.types import (
     tree_cursor,
     tree_page_request,
 )
-from api.security.limits import select_operation
+from api.services import append as append_service
+from api.services.contexts import list_contexts
 from api.store import contexts as store
-from api.store import messages as messages_store
 from api.store.history import HistoryFilter
-from api.store.inputs import check_version, parse_id
+from api.store.inputs import parse_id
 from api.store.tree import TreeQuery
 
 Record = Any
-Write = Callable[[Any, "Loaded"], Any]
-"""Writes one value of the result from its source and what the plan loaded."""
+Loaded = dict[str, Any]
+"""What a plan loaded besides its root value: "contexts" (by id), "page", "forks"."""
+Write = Callable[[Any, Loaded], Any]
+"""Writes one value of the answer from its source and what the plan loaded."""
 
 
 class NoAnswer(Exception):
-    """graphql-core answers this operation (and reports its error, if it has one)."""
+    """A value only graphql-core's completion could report (a null where the schema
+    promises one): the plan reports it as an internal error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """The plan does not answer this request; graphql-core does. `reason` labels the
+    /metrics counter."""
+
+    reason: str
 
 
 @dataclass
@@ -123,58 +117,12 @@ class Page:
     total: int | None = None
 
 
-Loaded = dict[int, Any]
-"""What a plan loaded for a field that is not a column, by id() of its FieldNode."""
-
-
-# --- making a plan ---------------------------------------------------------------------
+# --- what a field is -----------------------------------------------------------------------
 
 _PAGE_ARGUMENTS = frozenset({"first", "after", "last", "before"})
 _FORKS_ARGUMENTS = frozenset({"first", "after", "includeDeleted"})
-
-
-def _collect(
-    selection_set: SelectionSetNode,
-    type_name: str,
-    fragments: dict[str, FragmentDefinitionNode],
-) -> list[tuple[str, FieldNode]] | None:
-    """The fields selected on an object type, by response name in graphql-core's order;
-    None where its collection could differ from this simple one (a directive, a fragment
-    on another type) or a response name is selected twice other than as the same leaf."""
-    fields: dict[str, FieldNode] = {}
-
-    def visit(selections: SelectionSetNode) -> bool:
-        for selection in selections.selections:
-            if selection.directives:
-                return False
-            if isinstance(selection, FieldNode):
-                name = selection.alias.value if selection.alias else selection.name.value
-                seen = fields.setdefault(name, selection)
-                if seen is not selection and not (
-                    seen.name.value == selection.name.value
-                    and not (seen.arguments or seen.selection_set)
-                    and not (selection.arguments or selection.selection_set)
-                ):
-                    return False
-                continue
-            if isinstance(selection, InlineFragmentNode):
-                condition, inner = selection.type_condition, selection.selection_set
-            elif isinstance(selection, FragmentSpreadNode):
-                fragment = fragments.get(selection.name.value)
-                if fragment is None or fragment.directives or selection.arguments:
-                    return False
-                if fragment.variable_definitions:
-                    return False
-                condition, inner = fragment.type_condition, fragment.selection_set
-            else:  # pragma: no cover - no other kind of selection exists
-                return False
-            if condition is not None and condition.name.value != type_name:
-                return False
-            if not visit(inner):
-                return False
-        return True
-
-    return list(fields.items()) if visit(selection_set) else None
+_LIST_ARGUMENTS = _PAGE_ARGUMENTS | {"filter", "orderBy"}
+_APPEND_ARGUMENTS = frozenset({"contextId", "messages", "expectedVersion"})
 
 
 def _object_type(field: GraphQLField) -> GraphQLObjectType | None:
@@ -185,18 +133,14 @@ def _object_type(field: GraphQLField) -> GraphQLObjectType | None:
     return named if isinstance(named, GraphQLObjectType) else None
 
 
-def _argument_names(node: FieldNode) -> set[str]:
-    return {a.name.value for a in node.arguments or ()}
+def _arguments(nodes: list[FieldNode]) -> set[str]:
+    return {a.name.value for a in nodes[0].arguments or ()}
 
 
 def _plain(field: GraphQLField) -> Plain | None:
-    """`plain_field`, but a DateTime field's UTC datetimes stay datetimes in the answer.
-
-    A plan's answer is written by jsoncodec.dumps, whose orjson writes a UTC datetime
-    exactly as the DateTime scalar's isoformat() (checked on 200,000 random ones,
-    microseconds or not) in ~0.13 us instead of ~1.3 us (isoformat alone): 20 of them
-    per sidebar, 50 per chat page. Any other value goes through the scalar.
-    """
+    """`plain_field`, but a DateTime field's UTC datetimes stay datetimes: the answer's
+    JSON encoder writes them exactly as the scalar's isoformat(), several times faster
+    (bench/README.md, "Optimizations"). Any other value goes through the scalar."""
     plain = plain_field(field)
     if plain is None or get_named_type(field.type).name != "DateTime":
         return plain
@@ -218,236 +162,6 @@ def _has_hooks(field: GraphQLField) -> bool:
     )
 
 
-class _Planner:
-    """Makes the plan of one operation; each method answers None for a shape it does
-    not know."""
-
-    def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
-        self.fragments = fragments
-        # the fields a plan loads, with their definition (arguments are bound per request)
-        self.loads: dict[str, tuple[FieldNode, GraphQLField]] = {}
-        # the record attributes the plan writes (the statements leave out what it does not)
-        self.attributes: set[str] = set()
-
-    def selection(
-        self, selection_set: SelectionSetNode | None, type_: GraphQLObjectType
-    ) -> list[tuple[str, FieldNode, GraphQLField | None]] | None:
-        """(response name, field node, definition; None for __typename) per field."""
-        if selection_set is None:
-            return None
-        collected = _collect(selection_set, type_.name, self.fragments)
-        if collected is None:
-            return None
-        out: list[tuple[str, FieldNode, GraphQLField | None]] = []
-        for response_name, field_node in collected:
-            name = field_node.name.value
-            if name == "__typename":
-                out.append((response_name, field_node, None))
-                continue
-            field = type_.fields.get(name)
-            if field is None:
-                return None
-            out.append((response_name, field_node, field))
-        return out
-
-    def fields_of(
-        self, node: FieldNode, field: GraphQLField
-    ) -> tuple[GraphQLObjectType, list[tuple[str, FieldNode, GraphQLField | None]]] | None:
-        """The object type of a field's values and the fields selected on it."""
-        type_ = _object_type(field)
-        selection = self.selection(node.selection_set, type_) if type_ is not None else None
-        return None if type_ is None or selection is None else (type_, selection)
-
-    def plain(self, node: FieldNode, field: GraphQLField) -> tuple[Selection, str] | None:
-        """An object (or list of objects) of which every selected field is a column or
-        __typename: how to read them, and the type's name."""
-        found = self.fields_of(node, field)
-        if found is None:
-            return None
-        named, selection = found
-        plains: Selection = []
-        for response_name, field_node, sub in selection:
-            plain = None if sub is None else _plain(sub)
-            if sub is not None and (plain is None or field_node.arguments):
-                return None
-            if plain is not None:
-                self.attributes.add(plain[0])
-            plains.append((response_name, plain))
-        return plains, named.name
-
-    def connection(self, node: FieldNode, field: GraphQLField, with_total: bool) -> Write | None:
-        """nodes, edges, pageInfo (and totalCount when the page knows it) of a page."""
-        found = self.fields_of(node, field)
-        if found is None:
-            return None
-        type_, selection = found
-        writers: list[tuple[str, Write]] = []
-        for response_name, field_node, sub in selection:
-            write: Write | None = None
-            if sub is None:
-                write = _constant(type_.name)
-            elif field_node.arguments:
-                return None
-            elif field_node.name.value == "nodes":
-                items = self.plain(field_node, sub)
-                write = items and _nodes(*items)
-            elif field_node.name.value == "edges":
-                write = self.edges(field_node, sub)
-            elif field_node.name.value == "pageInfo":
-                info = self.plain(field_node, sub)
-                write = info and _page_info(*info)
-            elif field_node.name.value == "totalCount" and with_total:
-                write = _total
-            if write is None:
-                return None
-            writers.append((response_name, write))
-        return _object(writers)
-
-    def edges(self, node: FieldNode, field: GraphQLField) -> Write | None:
-        found = self.fields_of(node, field)
-        if found is None:
-            return None
-        edge, selection = found
-        parts: list[tuple[str, tuple[str, Any]]] = []  # (response name, (what, how))
-        for response_name, field_node, sub in selection:
-            if sub is None:
-                parts.append((response_name, ("typename", edge.name)))
-            elif field_node.arguments:
-                return None
-            elif field_node.name.value == "cursor":
-                parts.append((response_name, ("cursor", None)))
-            elif field_node.name.value == "node":
-                item = self.plain(field_node, sub)
-                if item is None:
-                    return None
-                parts.append((response_name, ("node", item)))
-            else:
-                return None
-        return _edges(parts)
-
-    def context(self, node: FieldNode, type_: GraphQLObjectType, top: bool) -> Write | None:
-        """A Context: columns, and (for the root field's context) one page of its
-        messages or its parent with a page of the parent's forks."""
-        selection = self.selection(node.selection_set, type_)
-        if selection is None:
-            return None
-        writers: list[tuple[str, Write]] = []
-        for response_name, field_node, field in selection:
-            write: Write | None = None
-            name = field_node.name.value
-            if field is None:
-                write = _constant(type_.name)
-            elif (plain := _plain(field)) is not None and not field_node.arguments:
-                self.attributes.add(plain[0])
-                write = _column(plain)
-            elif _has_hooks(field):
-                return None
-            elif name == "messages" and top and "page" not in self.loads:
-                if not _argument_names(field_node) <= _PAGE_ARGUMENTS:
-                    return None
-                self.loads["page"] = (field_node, field)
-                write = self.connection(field_node, field, with_total=True)
-                write = write and _loaded(field_node, write)
-            elif name == "parent" and top and "parent" not in self.loads:
-                if field_node.arguments:
-                    return None
-                self.loads["parent"] = (field_node, field)
-                inner = self.context(field_node, type_, top=False)
-                write = inner and _loaded(field_node, _nullable(inner))
-            elif name == "forks" and not top and "forks" not in self.loads:
-                if not _argument_names(field_node) <= _FORKS_ARGUMENTS:
-                    return None
-                self.loads["forks"] = (field_node, field)
-                write = self.connection(field_node, field, with_total=False)
-                write = write and _loaded(field_node, write)
-            if write is None:
-                return None
-            writers.append((response_name, write))
-        return _object(writers)
-
-
-def make_plan(
-    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
-) -> Plan | None:
-    """The plan of a validated document's operation, or None when it has no plan."""
-    operation, fragments = select_operation(document, operation_name)
-    if operation is None:
-        return None  # missing or ambiguous: graphql-core says so
-    if operation.directives:
-        return None
-    planner = _Planner(fragments)
-    if operation.operation is OperationType.MUTATION:
-        return _append_plan(schema, planner, operation)
-    if operation.operation is not OperationType.QUERY:
-        return None
-    query = schema.query_type
-    root = planner.selection(operation.selection_set, query) if query is not None else None
-    if root is None or len(root) != 1:
-        return None
-    ((response_name, node, field),) = root
-    if field is None or _has_hooks(field):
-        return None
-    type_ = _object_type(field)
-    if type_ is None:
-        return None
-    names = _argument_names(node)
-
-    def read(write: Write, loads: dict[str, Bound], load: Callable[..., Any]) -> Plan:
-        # the statements leave the contexts' metadata out unless the plan writes it
-        meta = "meta" in planner.attributes
-        return Plan(operation, response_name, (node, field), write, loads, load, meta=meta)
-
-    if node.name.value == "context" and names == {"id"}:
-        write = planner.context(node, type_, top=True)
-        # one statement reads a context with a page of its messages or of its siblings
-        if write is None or {"page", "parent"} <= planner.loads.keys():
-            return None
-        return read(write, planner.loads, _load_context)
-    if node.name.value == "contexts" and names <= _PAGE_ARGUMENTS:
-        write = planner.connection(node, field, with_total=False)
-        if write is None:
-            return None
-        return read(write, {}, _load_context_list)
-    return None
-
-
-_APPEND_ARGUMENTS = frozenset({"contextId", "messages", "expectedVersion"})
-
-
-def _append_plan(
-    schema: GraphQLSchema, planner: _Planner, operation: OperationDefinitionNode
-) -> Plan | None:
-    """appendMessages(contextId, messages[, expectedVersion]) { messages { <plain> } }."""
-    mutation = schema.mutation_type
-    root = planner.selection(operation.selection_set, mutation) if mutation else None
-    if root is None or len(root) != 1:
-        return None
-    ((response_name, node, field),) = root
-    if (
-        field is None
-        or node.name.value != "appendMessages"
-        or not _argument_names(node) <= _APPEND_ARGUMENTS
-        or _has_hooks(field)
-    ):
-        return None
-    found = planner.fields_of(node, field)
-    if found is None:
-        return None
-    payload, selection = found
-    writers: list[tuple[str, Write]] = []
-    for name, field_node, sub in selection:
-        write: Write | None = None
-        if sub is None:
-            write = _constant(payload.name)
-        elif field_node.name.value == "messages" and not field_node.arguments:
-            items = planner.plain(field_node, sub)
-            write = items and _rows(*items)
-        if write is None:
-            return None
-        writers.append((name, write))
-    return Plan(operation, response_name, (node, field), _object(writers), {}, _append)
-
-
 # --- writing -----------------------------------------------------------------------------
 
 
@@ -459,7 +173,7 @@ def _column(plain: Plain) -> Write:
     def write(source: Any, loaded: Loaded) -> Any:
         value = read_plain(plain, source)
         if value is FULL_PATH:
-            raise NoAnswer
+            raise NoAnswer(plain[0])
         return value
 
     return write
@@ -472,21 +186,16 @@ def _object(writers: list[tuple[str, Write]]) -> Write:
     return write
 
 
-def _loaded(node: FieldNode, inner: Write) -> Write:
-    """A field whose value the plan loaded (a page, a parent), written by `inner`."""
-    key = id(node)
+def _loaded(key: str, inner: Write) -> Write:
+    """A field whose value the plan loaded (a page), written by `inner`."""
     return lambda source, loaded: inner(loaded[key], loaded)
-
-
-def _nullable(inner: Write) -> Write:
-    return lambda source, loaded: None if source is None else inner(source, loaded)
 
 
 def _rows(selection: Selection, type_name: str) -> Write:
     def write(rows: list[Record], loaded: Loaded) -> list[Any]:
         written = plain_objects(selection, type_name, rows)
         if written is None:
-            raise NoAnswer
+            raise NoAnswer(type_name)
         return written
 
     return write
@@ -502,7 +211,7 @@ def _page_info(selection: Selection, type_name: str) -> Write:
         info = page_info(page.rows, page.has_next, page.has_previous, page.cursor)
         written = plain_object(selection, type_name, info)
         if written is None:
-            raise NoAnswer
+            raise NoAnswer(type_name)
         return written
 
     return write
@@ -510,13 +219,15 @@ def _page_info(selection: Selection, type_name: str) -> Write:
 
 def _total(page: Page, loaded: Loaded) -> int:
     if page.total is None:  # pragma: no cover - only planned where the page knows it
-        raise NoAnswer
+        raise NoAnswer("totalCount")
     return page.total
 
 
 def _edges(parts: list[tuple[str, Any]]) -> Write:
     def write(page: Page, loaded: Loaded) -> list[dict[str, Any]]:
         rows = page.rows
+        if not parts:  # every field skipped by a directive
+            return [{} for _ in rows]
         columns: list[list[Any]] = []
         for _, (kind, arg) in parts:
             if kind == "typename":
@@ -527,7 +238,7 @@ def _edges(parts: list[tuple[str, Any]]) -> Write:
                 selection, type_name = arg
                 nodes = plain_objects(selection, type_name, rows)
                 if nodes is None:
-                    raise NoAnswer
+                    raise NoAnswer(type_name)
                 columns.append(nodes)
         names = [name for name, _ in parts]
         return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
@@ -535,77 +246,264 @@ def _edges(parts: list[tuple[str, Any]]) -> Write:
     return write
 
 
-# --- running -----------------------------------------------------------------------------
+def _chain(source: Record, loaded: Loaded) -> list[Record]:
+    """The ancestors of a context, root first, from the contexts the plan loaded."""
+    contexts = loaded["contexts"]
+    chain = []
+    parent_id = source.parent_id
+    while parent_id is not None:
+        parent = contexts.get(parent_id)
+        if parent is None:  # pragma: no cover - the chain statement loads every ancestor
+            raise NoAnswer("ancestors")
+        chain.append(parent)
+        parent_id = parent.parent_id
+    chain.reverse()
+    return chain
 
-Bound = tuple[FieldNode, GraphQLField]
+
+def _parent(inner: Write) -> Write:
+    def write(source: Record, loaded: Loaded) -> Any:
+        if source.parent_id is None:
+            return None
+        parent = loaded["contexts"].get(source.parent_id)
+        return None if parent is None else inner(parent, loaded)
+
+    return write
+
+
+def _root(inner: Write) -> Write:
+    def write(source: Record, loaded: Loaded) -> Any:
+        chain = _chain(source, loaded)
+        return inner(chain[0] if chain else source, loaded)
+
+    return write
+
+
+def _ancestors(inner: Write) -> Write:
+    return lambda source, loaded: [inner(a, loaded) for a in _chain(source, loaded)]
+
+
+# --- making a plan ---------------------------------------------------------------------
+
+
+Bound = tuple[list[FieldNode], GraphQLField]
+
+
+class _Planner:
+    """Makes one plan for concrete variable values of the directives; each method
+    answers None for a shape it does not know."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: Mapping[str, Any],
+    ) -> None:
+        self.schema = schema
+        self.fragments = fragments
+        self.variables = variables
+        # the fields a plan loads, by role: their arguments are bound per request
+        self.loads: dict[str, Bound] = {}
+        self.chains = False
+        # the record attributes the plan writes (the statements leave out what it does not)
+        self.attributes: set[str] = set()
+
+    def fields(
+        self, type_: GraphQLObjectType, nodes: list[FieldNode]
+    ) -> list[tuple[str, list[FieldNode], GraphQLField | None]] | None:
+        """(response name, merged nodes, definition; None for __typename) per field."""
+        collected: Fields = collect(
+            self.schema, type_, (n.selection_set for n in nodes), self.fragments, self.variables
+        )
+        out: list[tuple[str, list[FieldNode], GraphQLField | None]] = []
+        for response_name, group in collected.items():
+            name = group[0].name.value
+            if name == "__typename":
+                out.append((response_name, group, None))
+                continue
+            definition = type_.fields.get(name)
+            if definition is None or _has_hooks(definition):
+                return None
+            out.append((response_name, group, definition))
+        return out
+
+    def plain(self, nodes: list[FieldNode], field: GraphQLField) -> tuple[Selection, str] | None:
+        """Objects whose every selected field is a column or __typename: how to read
+        them, and the type's name."""
+        type_ = _object_type(field)
+        selection = self.fields(type_, nodes) if type_ is not None else None
+        if type_ is None or selection is None:
+            return None
+        plains: Selection = []
+        for response_name, group, sub in selection:
+            plain = None if sub is None else _plain(sub)
+            if sub is not None and (plain is None or group[0].arguments):
+                return None
+            if plain is not None:
+                self.attributes.add(plain[0])
+            plains.append((response_name, plain))
+        return plains, type_.name
+
+    def connection(self, nodes: list[FieldNode], field: GraphQLField, total: bool) -> Write | None:
+        """nodes, edges, pageInfo (and totalCount where the page knows it) of a page."""
+        type_ = _object_type(field)
+        selection = self.fields(type_, nodes) if type_ is not None else None
+        if type_ is None or selection is None:
+            return None
+        writers: list[tuple[str, Write]] = []
+        for response_name, group, sub in selection:
+            write: Write | None = None
+            name = group[0].name.value
+            if sub is None:
+                write = _constant(type_.name)
+            elif group[0].arguments:
+                return None
+            elif name == "nodes":
+                items = self.plain(group, sub)
+                write = items and _nodes(*items)
+            elif name == "edges":
+                write = self.edges(group, sub)
+            elif name == "pageInfo":
+                info = self.plain(group, sub)
+                write = info and _page_info(*info)
+            elif name == "totalCount" and total:
+                write = _total
+            if write is None:
+                return None
+            writers.append((response_name, write))
+        return _object(writers)
+
+    def edges(self, nodes: list[FieldNode], field: GraphQLField) -> Write | None:
+        edge = _object_type(field)
+        selection = self.fields(edge, nodes) if edge is not None else None
+        if edge is None or selection is None:
+            return None
+        parts: list[tuple[str, tuple[str, Any]]] = []  # (response name, (what, how))
+        for response_name, group, sub in selection:
+            name = group[0].name.value
+            if sub is None:
+                parts.append((response_name, ("typename", edge.name)))
+            elif group[0].arguments:
+                return None
+            elif name == "cursor":
+                parts.append((response_name, ("cursor", None)))
+            elif name == "node":
+                item = self.plain(group, sub)
+                if item is None:
+                    return None
+                parts.append((response_name, ("node", item)))
+            else:
+                return None
+        return _edges(parts)
+
+    def load(self, role: str, nodes: list[FieldNode], field: GraphQLField) -> bool:
+        """Claim the one load of `role` for this field (two fields reading two pages,
+        or a page and the siblings, are more than one statement: no plan)."""
+        if role in self.loads:
+            return False
+        self.loads[role] = (nodes, field)
+        return True
+
+    def context(self, type_: GraphQLObjectType, nodes: list[FieldNode], role: str) -> Write | None:
+        """A Context: columns and __typename; for the root field's context ("top") also
+        a page of its messages, its parent (with a page of the parent's forks), its root
+        and ancestors."""
+        selection = self.fields(type_, nodes)
+        if selection is None:
+            return None
+        writers: list[tuple[str, Write]] = []
+        for response_name, group, field in selection:
+            write: Write | None = None
+            name = group[0].name.value
+            arguments = _arguments(group)
+            if field is None:
+                write = _constant(type_.name)
+            elif (plain := _plain(field)) is not None and not arguments:
+                self.attributes.add(plain[0])
+                write = _column(plain)
+            elif role == "top" and name == "messages" and arguments <= _PAGE_ARGUMENTS:
+                connection = (
+                    self.connection(group, field, total=True)
+                    if self.load("page", group, field)
+                    else None
+                )
+                write = connection and _loaded("page", connection)
+            elif role == "top" and name == "parent" and not arguments:
+                inner = (
+                    self.context(type_, group, "parent")
+                    if self.load("parent", group, field)
+                    else None
+                )
+                write = inner and _parent(inner)
+            elif role == "top" and name in ("root", "ancestors") and not arguments:
+                self.chains = True
+                inner = self.context(type_, group, "related")
+                write = inner and (_root(inner) if name == "root" else _ancestors(inner))
+            elif role == "parent" and name == "forks" and arguments <= _FORKS_ARGUMENTS:
+                connection = (
+                    self.connection(group, field, total=False)
+                    if self.load("forks", group, field)
+                    else None
+                )
+                write = connection and _loaded("forks", connection)
+            if write is None:
+                return None
+            writers.append((response_name, write))
+        return _object(writers)
 
 
 @dataclass
 class Plan:
-    """What to load for the operation's one root field, and how to write the result."""
+    """One operation's answer for concrete directive values: bind, load once, write."""
 
-    operation: OperationDefinitionNode
     response_name: str
-    root: Bound
+    nodes: list[FieldNode]
+    field: GraphQLField
+    bind: Callable[[RequestContext, VariableValues], Any]
+    """The request's arguments, checked by the services (raises CtxgraphError)."""
+    load: Callable[[RequestContext, Any], Awaitable[tuple[Any, Loaded]]]
     write: Write
-    loads: dict[str, Bound]
-    load: Callable[[Plan, RequestContext, VariableValues], Any]
-    # whether the contexts' metadata is written: if not, the statement leaves it out
-    meta: bool = True
 
-    @property
-    def writes(self) -> bool:
-        return self.operation.operation is OperationType.MUTATION
-
-    async def run(
-        self, schema: GraphQLSchema, ctx: RequestContext, variables: dict[str, Any] | None
-    ) -> ExecutionResult | None:
-        """The result, or None when graphql-core must answer (see the module's doc)."""
+    async def run(self, ctx: RequestContext, values: VariableValues) -> ExecutionResult | Fallback:
         try:
-            values = get_variable_values(
-                schema, self.operation.variable_definitions or (), variables or {}
+            bound = self.bind(ctx, values)
+        except (CtxgraphError, GraphQLError):
+            return Fallback("arguments")  # graphql-core reports it; nothing ran
+        try:
+            source, loaded = await self.load(ctx, bound)
+            value = None if source is None else self.write(source, loaded)
+        except Exception as exc:  # reported here, as graphql-core locates it: never run again
+            error = located_error(exc, self.nodes, [self.response_name])
+            nullable = not isinstance(self.field.type, GraphQLNonNull)
+            return ExecutionResult(
+                data={self.response_name: None} if nullable else None, errors=[error]
             )
-            if isinstance(values, list):
-                return None  # graphql-core reports the variables' errors
-            if not self.writes:
-                source, loaded = await self.load(self, ctx, values)
-                value = None if source is None else self.write(source, loaded)
-                return ExecutionResult(data={self.response_name: value})
-            commit = self.load(self, ctx, values)  # checks the arguments, writes nothing
-        except Exception:
-            return None
-        return await self._commit(commit, ctx)
-
-    async def _commit(
-        self, commit: Callable[[], Awaitable[Any]], ctx: RequestContext
-    ) -> ExecutionResult | None:
-        """Run a write whose inputs were checked, once: never handed to graphql-core
-        again unless the store refused it, which it does before writing anything."""
-        try:
-            value = self.write(await commit(), {})
-        except CtxgraphError:
-            return None  # nothing was written; graphql-core runs it and reports the error
-        except Exception as exc:  # it may have been written: report it here, never retry
-            error = located_error(exc, [self.root[0]], [self.response_name])
-            return ExecutionResult(data=None, errors=[coded(error, ctx.request_id)])
         return ExecutionResult(data={self.response_name: value})
 
 
-def _arguments(bound: Bound, values: VariableValues) -> dict[str, Any]:
-    node, field = bound
-    return get_argument_values(field, node, values)
+def _argument_values(bound: Bound, values: VariableValues) -> dict[str, Any]:
+    nodes, field = bound
+    return get_argument_values(field, nodes[0], values)
 
 
-async def _load_context(
-    plan: Plan, ctx: RequestContext, values: VariableValues
-) -> tuple[Record | None, Loaded]:
-    key = parse_id(_arguments(plan.root, values)["id"])
-    loaded: Loaded = {}
-    page, parent, forks = (plan.loads.get(k) for k in ("page", "parent", "forks"))
-    async with ctx.db.direct() as conn:
+def _context_plan(
+    planner: _Planner, response_name: str, nodes: list[FieldNode], field: GraphQLField
+) -> Plan | None:
+    type_ = _object_type(field)
+    write = planner.context(type_, nodes, "top") if type_ is not None else None
+    loads = planner.loads
+    if write is None or ("forks" in loads and ("page" in loads or planner.chains)):
+        return None
+    page, forks = loads.get("page"), loads.get("forks")
+    root: Bound = (nodes, field)
+    meta, chains = "meta" in planner.attributes, planner.chains
+
+    def bind(ctx: RequestContext, values: VariableValues) -> Any:
+        key = parse_id(_argument_values(root, values)["id"])
+        history = tree = None
         if page is not None:
-            args = _arguments(page, values)
-            req = history_page_request(
+            args = _argument_values(page, values)
+            history = history_page_request(
                 ctx.limits,
                 HistoryFilter(),
                 first=args.get("first"),
@@ -613,80 +511,210 @@ async def _load_context(
                 last=args.get("last"),
                 before=args.get("before"),
             )
-            found, pages = await store.contexts_with_pages(conn, [key], req, meta=plan.meta)
-            record = found.get(key)
-            if record is not None:
-                history = pages[key]
-                loaded[id(page[0])] = Page(
-                    history.rows,
-                    history.has_next,
-                    history.has_previous,
-                    message_cursor,
-                    record.message_count,
-                )
-            return record, loaded
         if forks is not None:
-            args = _arguments(forks, values)
+            args = _argument_values(forks, values)
             q = TreeQuery(descendants=False, include_deleted=bool(args.get("includeDeleted")))
-            tree_req = tree_page_request(ctx.limits, q, args.get("first"), args.get("after"))
-            found, tree_pages = await store.contexts_with_sibling_forks(
-                conn, [key], tree_req, meta=plan.meta
+            tree = tree_page_request(ctx.limits, q, args.get("first"), args.get("after"))
+        return key, history, tree
+
+    async def load(ctx: RequestContext, bound: Any) -> tuple[Record | None, Loaded]:
+        key, history, tree = bound
+        loaded: Loaded = {}
+        async with ctx.db.direct() as conn:
+            if history is not None:
+                found, pages = await store.contexts_with_pages(
+                    conn, [key], history, meta=meta, chains=chains
+                )
+            elif tree is not None:
+                found, tree_pages = await store.contexts_with_sibling_forks(
+                    conn, [key], tree, meta=meta
+                )
+            elif chains:
+                found = await store.contexts_with_chains(conn, [key], meta=meta)
+            else:
+                found = await store.contexts_with_parents(conn, [key], meta=meta)
+        record = found.get(key)
+        loaded["contexts"] = found
+        if record is not None and history is not None:
+            p = pages[key]
+            loaded["page"] = Page(
+                p.rows, p.has_next, p.has_previous, message_cursor, record.message_count
             )
-        else:
-            found = await store.contexts_with_parents(conn, [key], meta=plan.meta)
-            tree_pages = {}
-    record = found.get(key)
-    if record is not None and parent is not None:
-        up = None if record.parent_id is None else found.get(record.parent_id)
-        loaded[id(parent[0])] = up
-        if up is not None and forks is not None:
-            siblings = tree_pages[up.id]
-            loaded[id(forks[0])] = Page(
+        if record is not None and tree is not None and record.parent_id in tree_pages:
+            siblings = tree_pages[record.parent_id]
+            loaded["forks"] = Page(
                 siblings.rows, siblings.has_next, siblings.has_previous, _fork_cursor
             )
-    return record, loaded
+        return record, loaded
+
+    return Plan(response_name, nodes, field, bind, load, write)
 
 
 def _fork_cursor(row: Record) -> str:
     return tree_cursor(row, descendants=False)
 
 
-async def _load_context_list(
-    plan: Plan, ctx: RequestContext, values: VariableValues
-) -> tuple[Page, Loaded]:
-    args = _arguments(plan.root, values)
-    connection = await context_list(
-        ctx,
-        args.get("first"),
-        args.get("after"),
-        args.get("last"),
-        args.get("before"),
-        None,
-        DEFAULT_ORDER,
-        meta=plan.meta,
-    )
-    return (
-        Page(
-            connection.nodes,
-            connection._has_next,
-            connection._has_previous,
-            connection._cursor,
-        ),
-        {},
-    )
+def _list_plan(
+    planner: _Planner, response_name: str, nodes: list[FieldNode], field: GraphQLField
+) -> Plan | None:
+    write = planner.connection(nodes, field, total=False)
+    if write is None:
+        return None
+    root: Bound = (nodes, field)
+    meta = "meta" in planner.attributes
+
+    def bind(ctx: RequestContext, values: VariableValues) -> Any:
+        args = _argument_values(root, values)
+        filter_, order = args.get("filter"), args.get("orderBy")
+        return list_request(
+            ctx.limits,
+            args.get("first"),
+            args.get("after"),
+            args.get("last"),
+            args.get("before"),
+            None if filter_ is None else from_coerced(ContextFilter, filter_),
+            None if order is None else from_coerced(ContextOrder, order),
+        )
+
+    async def load(ctx: RequestContext, request: Any) -> tuple[Page, Loaded]:
+        page = await list_contexts(ctx.db, request, meta=meta)
+        return Page(page.rows, page.has_next, page.has_previous, page.cursor), {}
+
+    return Plan(response_name, nodes, field, bind, load, write)
 
 
-def _append(
-    plan: Plan, ctx: RequestContext, values: VariableValues
-) -> Callable[[], Awaitable[list[Record]]]:
-    """Checks the arguments as Mutation.append_messages does, and returns the write."""
-    args = _arguments(plan.root, values)
-    key = parse_id(args["contextId"], "contextId")
-    inputs = [from_coerced(MessageInput, m) for m in args["messages"]]
-    new = to_new_messages(inputs, ctx.limits)
-    expected = check_version(args.get("expectedVersion"), "expectedVersion")
+def _append_plan(
+    planner: _Planner, response_name: str, nodes: list[FieldNode], field: GraphQLField
+) -> Plan | None:
+    """appendMessages(contextId, messages[, expectedVersion]) { messages { <columns> } }."""
+    payload = _object_type(field)
+    selection = planner.fields(payload, nodes) if payload is not None else None
+    if payload is None or selection is None:
+        return None
+    writers: list[tuple[str, Write]] = []
+    for name, group, sub in selection:
+        write: Write | None = None
+        if sub is None:
+            write = _constant(payload.name)
+        elif group[0].name.value == "messages" and not group[0].arguments:
+            items = planner.plain(group, sub)
+            write = items and _rows(*items)
+        if write is None:
+            return None
+        writers.append((name, write))
+    root: Bound = (nodes, field)
 
-    async def commit() -> list[Record]:
-        return await messages_store.append(ctx.db, key, new, expected)
+    def bind(ctx: RequestContext, values: VariableValues) -> Any:
+        args = _argument_values(root, values)
+        inputs = [from_coerced(MessageInput, m) for m in args["messages"]]
+        return append_service.append_request(
+            ctx.limits, args["contextId"], new_messages(inputs), args.get("expectedVersion")
+        )
 
-    return commit
+    async def load(ctx: RequestContext, request: Any) -> tuple[list[Record], Loaded]:
+        return await append_service.append(ctx.db, request), {}
+
+    return Plan(response_name, nodes, field, bind, load, _object(writers))
+
+
+def make_plan(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: Mapping[str, Any] | None = None,
+) -> Plan | None:
+    """The plan of a validated document's operation for these values of its directives'
+    variables, or None when that shape has no plan."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    if len(operations) != 1:
+        return None  # missing or ambiguous: the entry reports it
+    (operation,) = operations
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    planner = _Planner(schema, fragments, variables or {})
+    root_type = schema.get_root_type(operation.operation)
+    if (
+        operation.directives
+        or root_type is None
+        or operation.operation is OperationType.SUBSCRIPTION
+    ):
+        return None
+    try:
+        root = planner.fields(root_type, [_operation_node(operation)])
+        if root is None or len(root) != 1:
+            return None
+        ((response_name, nodes, field),) = root
+        if field is None:
+            return None
+        name, arguments = nodes[0].name.value, _arguments(nodes)
+        if operation.operation is OperationType.MUTATION:
+            if name == "appendMessages" and arguments <= _APPEND_ARGUMENTS:
+                return _append_plan(planner, response_name, nodes, field)
+            return None
+        if name == "context" and arguments == {"id"}:
+            return _context_plan(planner, response_name, nodes, field)
+        if name == "contexts" and arguments <= _LIST_ARGUMENTS:
+            return _list_plan(planner, response_name, nodes, field)
+    except Unsupported:
+        return None
+    return None
+
+
+def _operation_node(operation: OperationDefinitionNode) -> FieldNode:
+    """A field node holding the operation's selection set, for `collect`."""
+    return FieldNode(name=NameNode(value=""), selection_set=operation.selection_set)
+
+
+_MISSING: Any = object()
+
+
+@dataclass
+class OperationPlans:
+    """The plans of one operation, by the values of the variables its @include/@skip
+    read; made when a request first brings those values."""
+
+    schema: GraphQLSchema
+    document: DocumentNode
+    operation: OperationDefinitionNode
+    conditions: tuple[str, ...]
+    variants: dict[tuple[Any, ...], Plan | None] = dataclass_field(default_factory=dict)
+
+    @classmethod
+    def make(
+        cls, schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode
+    ) -> OperationPlans | None:
+        """None when no request of this operation can have a plan."""
+        name = operation.name.value if operation.name is not None else None
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        conditions = condition_variables(operation, fragments)
+        plans = cls(schema, document, operation, conditions)
+        if not conditions:
+            plan = make_plan(schema, document, name)
+            if plan is None:
+                return None
+            plans.variants[()] = plan
+        return plans
+
+    async def run(
+        self, ctx: RequestContext, variables: dict[str, Any] | None
+    ) -> ExecutionResult | Fallback:
+        """The answer, a request error (its variables), or a Fallback."""
+        values = get_variable_values(
+            self.schema, self.operation.variable_definitions or (), variables or {}, max_errors=50
+        )
+        if isinstance(values, list):
+            return ExecutionResult(data=None, errors=values)
+        key = tuple(values.coerced.get(n) for n in self.conditions)
+        plan = self.variants.get(key, _MISSING)
+        if plan is _MISSING:
+            name = self.operation.name.value if self.operation.name is not None else None
+            plan = self.variants[key] = make_plan(self.schema, self.document, name, values.coerced)
+        if plan is None:
+            return Fallback("shape")
+        answer: ExecutionResult | Fallback = await plan.run(ctx, values)
+        return answer

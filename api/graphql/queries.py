@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
 
-from api.errors import BadUserInput
-from api.graphql.context import Info, RequestContext
+from api.graphql.context import Info
 from api.graphql.enums import ContextOrderField, MessageRole, OrderDirection, SearchScope
 from api.graphql.inputs import ContextFilter, ContextOrder
 from api.graphql.lookahead import selected_history_page, selected_sibling_forks
@@ -20,120 +17,42 @@ from api.graphql.types import (
     MessageMatch,
     Node,
 )
-from api.store import contexts as store
-from api.store import pagination
-from api.store.inputs import Limits, check_metadata, check_text, parse_id
-
-CONTEXT_LIST_CURSOR = "c"
-
-
-def _list_cursor(field: store.OrderField) -> Any:
-    def cursor(row: Any) -> str:
-        return pagination.encode_cursor(
-            CONTEXT_LIST_CURSOR, field, store.sort_value(row, field), str(row.id)
-        )
-
-    return cursor
-
-
-_ORDER_FIELDS: frozenset[str] = frozenset(f.value for f in ContextOrderField)
-
-
-def _decode_list_cursor(
-    cursor: str | None, field: store.OrderField, argument: str
-) -> tuple[Any, uuid.UUID] | None:
-    """The (sort value, id) position of a `contexts` cursor, typed for the keyset query.
-
-    Cursors are opaque but not trusted: anything that does not decode to this
-    ordering's value types is BAD_USER_INPUT, never a database error.
-    """
-    if cursor is None:
-        return None
-    values = pagination.decode_cursor(cursor, CONTEXT_LIST_CURSOR, argument)
-    not_ours = BadUserInput(
-        f"`{argument}` is not a cursor of this list; pass a cursor returned by this "
-        "field's pageInfo or edges."
-    )
-    if len(values) != 3 or values[0] not in _ORDER_FIELDS:
-        raise not_ours
-    if values[0] != field:
-        raise BadUserInput(
-            f"`{argument}` was made for another ordering; use cursors from a listing with the "
-            "same orderBy."
-        )
-    _, value, cid = values
-    if not isinstance(value, str) or not isinstance(cid, str):
-        raise not_ours
-    try:
-        position = uuid.UUID(cid)
-        if field == "name":
-            check_text(value, argument)
-            return value, position
-        timestamp = datetime.fromisoformat(value)
-    except (ValueError, BadUserInput):
-        raise not_ours from None
-    if timestamp.tzinfo is None:
-        raise not_ours
-    return timestamp, position
-
-
-def _list_filter(f: ContextFilter | None, limits: Limits) -> store.ContextListFilter:
-    if f is None:
-        return store.ContextListFilter()
-    return store.ContextListFilter(
-        name_contains=check_text(f.name_contains, "filter.nameContains", limits.max_name_length),
-        roots_only=bool(f.roots_only),
-        parent_id=None if f.parent_id is None else parse_id(f.parent_id, "filter.parentId"),
-        metadata_contains=None
-        if f.metadata_contains is None
-        else check_metadata(f.metadata_contains, limits, "filter.metadataContains"),
-        include_deleted=bool(f.include_deleted),
-    )
-
+from api.services.contexts import (
+    ContextListRequest,
+    context_list_request,
+    count_contexts,
+    list_contexts,
+)
+from api.store.inputs import Limits, parse_id
 
 DEFAULT_ORDER = ContextOrder(field=ContextOrderField.UPDATED_AT, direction=OrderDirection.DESC)
 
 
-async def context_list(
-    ctx: RequestContext,
+def list_request(
+    limits: Limits,
     first: int | None,
     after: str | None,
     last: int | None,
     before: str | None,
     filter: ContextFilter | None,
     order_by: ContextOrder | None,
-    *,
-    meta: bool = True,
-) -> ContextConnection:
-    """A page of `Query.contexts` (BadUserInput for arguments it refuses); `meta=False`
-    for a caller that writes no metadata (the records have None)."""
-    window = pagination.page_window(ctx.limits, first=first, after=after, last=last, before=before)
-    list_filter = _list_filter(filter, ctx.limits)
-    order_by = order_by or DEFAULT_ORDER
-    field: store.OrderField = order_by.field.value
-    async with ctx.db.direct() as conn:
-        rows, has_next, has_previous = await store.list_contexts(
-            conn,
-            list_filter,
-            field,
-            order_by.direction == OrderDirection.DESC,
-            window.size,
-            _decode_list_cursor(after, field, "after"),
-            _decode_list_cursor(before, field, "before"),
-            window.backward,
-            meta=meta,
-        )
-
-    async def count() -> int:
-        async with ctx.db.read() as conn:
-            return await store.count_contexts(conn, list_filter)
-
-    return ContextConnection(
-        nodes=rows,  # type: ignore[arg-type]
-        _has_next=has_next,
-        _has_previous=has_previous,
-        _cursor=_list_cursor(field),
-        _count=count,
+) -> ContextListRequest:
+    """`Query.contexts`' arguments as a checked request (the resolver's and the plan's)."""
+    f = filter or ContextFilter()
+    order = order_by or DEFAULT_ORDER
+    return context_list_request(
+        limits,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        name_contains=f.name_contains,
+        roots_only=f.roots_only,
+        parent_id=f.parent_id,
+        metadata_contains=f.metadata_contains,
+        include_deleted=f.include_deleted,
+        order_field=order.field.value,
+        descending=order.direction == OrderDirection.DESC,
     )
 
 
@@ -201,7 +120,16 @@ class Query:
             strawberry.argument(description="Order (a unique tie-break on id is always added)."),
         ] = DEFAULT_ORDER,
     ) -> ContextConnection:
-        return await context_list(info.context, first, after, last, before, filter, order_by)
+        ctx = info.context
+        request = list_request(ctx.limits, first, after, last, before, filter, order_by)
+        page = await list_contexts(ctx.db, request)
+        return ContextConnection(
+            nodes=page.rows,  # type: ignore[arg-type]
+            _has_next=page.has_next,
+            _has_previous=page.has_previous,
+            _cursor=page.cursor,
+            _count=lambda: count_contexts(ctx.db, request),
+        )
 
     @strawberry.field(
         description="Nearest messages by cosine distance, nearest first. Give exactly one of "

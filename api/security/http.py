@@ -343,3 +343,11 @@ def record_operation(
     metrics = getattr(getattr(app, "state", None), "metrics", None)
     if metrics is not None:
         metrics.observe_operation(operation_type or "invalid", name, codes, seconds)
+
+
+def record_fallback(request: Any, reason: str) -> None:
+    """Count an operation with a plan that graphql-core answered instead (why: `reason`)."""
+    app = getattr(request, "app", None)
+    metrics = getattr(getattr(app, "state", None), "metrics", None)
+    if metrics is not None:
+        metrics.observe_fallback(reason)

@@ -74,17 +74,38 @@ async def contexts_with_parents(
     return {row.id: row for row in result}
 
 
+# Every context of the chains `history.chain_cte` walked: the ones asked for and all
+# their ancestors (an InitPlan, so an index scan of the primary key).
+_IN_CHAINS = "c.id = ANY(ARRAY(SELECT ch.owner FROM chain ch))"
+
+
+async def contexts_with_chains(
+    conn: Reads, ids: Sequence[uuid.UUID], *, meta: bool = True
+) -> dict[uuid.UUID, Row[Any]]:
+    """Context records by id with every ancestor's, in one statement (a chat header:
+    "forked from", the root of the tree, the path to it)."""
+    sql, params = for_ids(
+        f"WITH RECURSIVE {history.chain_cte(True)}"
+        f" SELECT {CONTEXTS_AS_C[meta]} FROM contexts c WHERE {_IN_CHAINS}",
+        {"ids": list(ids)},
+    )
+    result = await conn.execute(typed(sql, contexts=True), params)
+    return {row.id: row for row in result}
+
+
 _CONTEXT_PART = 3  # not a part of history.pages_sql
 _CONTEXT_WIDTH = len(CONTEXT_COLUMNS)
-# The shared column list of contexts_with_pages: (leaf, part, c_<context>..., <message>...)
+# The shared column list of contexts_with_pages: (leaf, part, c_<context>..., <message>...),
+# by (meta, chains): the contexts asked for with their parents, or with their chains.
 _CONTEXT_ROWS = {
-    meta: (
+    (meta, chains): (
         f"SELECT c.id AS leaf, {_CONTEXT_PART} AS part,"
         f" {context_select_list('c', 'c_', meta=meta)}, "
         + ", ".join(f"NULL AS {name}" for name in MESSAGE_NAMES)
-        + f" FROM contexts c WHERE {_WITH_PARENTS}"
+        + f" FROM contexts c WHERE {_IN_CHAINS if chains else _WITH_PARENTS}"
     )
     for meta in (True, False)
+    for chains in (True, False)
 }
 _PAGE_ROWS = (
     "SELECT p.leaf, p.part, "
@@ -94,20 +115,28 @@ _PAGE_ROWS = (
 
 
 async def contexts_with_pages(
-    conn: Reads, ids: Sequence[uuid.UUID], req: HistoryPageRequest, *, meta: bool = True
+    conn: Reads,
+    ids: Sequence[uuid.UUID],
+    req: HistoryPageRequest,
+    *,
+    meta: bool = True,
+    chains: bool = False,
 ) -> tuple[dict[uuid.UUID, Row[Any]], dict[uuid.UUID, HistoryPage]]:
-    """`contexts_with_parents` and `history.history_pages` of the same ids, in one
-    statement: a chat page (a context with its newest messages) is one round trip,
-    and the counters and the page come from one snapshot.
+    """`contexts_with_parents` (with `chains`: `contexts_with_chains`) and
+    `history.history_pages` of the same ids, in one statement: a chat page (a context
+    with its newest messages) is one round trip, and the counters and the page come
+    from one snapshot.
 
     The context rows and the page rows share one column list: each fills its own
     columns (the context's prefixed) and leaves the other's NULL.
     """
+    if chains and not req.filter.include_inherited:
+        raise ValueError("the chains are the segments of a history with inherited messages")
     params: dict[str, Any] = {"ids": list(ids)}
     pages = history.pages_sql(req, params)
     sql = (
         f"WITH RECURSIVE {history.chain_cte(req.filter.include_inherited)} "
-        f"{_CONTEXT_ROWS[meta]} UNION ALL {_PAGE_ROWS}({pages}) p"
+        f"{_CONTEXT_ROWS[meta, chains]} UNION ALL {_PAGE_ROWS}({pages}) p"
     )
     sql, params = for_ids(sql, params)
     stmt = typed(

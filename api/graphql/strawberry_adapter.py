@@ -1,10 +1,12 @@
-"""graphql-transport-ws on Strawberry's protocol handler, with every operation sent
-to the operation entry (api/graphql/operation.py) and every message checked
-against the protocol first.
+"""The one module that relies on Strawberry's internals (strawberry-graphql is pinned
+to a range in pyproject.toml; tests/test_adapters.py fails when upstream changes
+what this module relies on):
 
-The one adapter of Strawberry's WebSocket internals (its handler's methods and
-`Operation`, strawberry-graphql pinned in pyproject.toml); tests/test_websocket.py
-fails when upstream changes what it relies on. What it changes:
+- `resolve_info`: the graphql-core resolve info behind Strawberry's Info (the look-ahead
+  reads the field's nodes, fragments and variables from it).
+- graphql-transport-ws on Strawberry's protocol handler, with every operation sent to
+  the operation entry (api/graphql/operation.py) and every message checked against
+  the protocol first:
 
 - A message that is not a JSON object with a string `type`, a `subscribe` whose id
   is not a non-empty string or whose payload is not an object with GraphQL
@@ -20,8 +22,9 @@ fails when upstream changes what it relies on. What it changes:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+from graphql import GraphQLResolveInfo
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
@@ -38,7 +41,22 @@ from strawberry.utils.aio import aclosing
 from api import jsoncodec
 from api.errors import Unauthenticated
 from api.graphql.context import RequestContext
-from api.graphql.operation import OperationRequest, Operations
+
+if TYPE_CHECKING:  # the entry imports the look-ahead, which imports this module
+    from api.graphql.operation import Operations
+
+
+_RESOLVE_INFO = ("field_nodes", "fragments", "variable_values", "schema", "return_type")
+
+
+def resolve_info(info: Any) -> GraphQLResolveInfo[Any]:
+    """graphql-core's resolve info behind a Strawberry Info (its private `_raw_info`, a
+    graphql-core GraphQLResolveInfo or Strawberry's look-alike of it)."""
+    raw = info._raw_info
+    if not all(hasattr(raw, name) for name in _RESOLVE_INFO):  # pragma: no cover - upstream
+        raise TypeError(f"strawberry.Info no longer wraps a resolve info: {type(raw)}")
+    return cast("GraphQLResolveInfo[Any]", raw)
+
 
 _PAYLOAD_TYPES: dict[str, type] = {
     "query": str,
@@ -70,7 +88,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.requests: dict[str, OperationRequest] = {}
+        self.requests: dict[str, Any] = {}
         """The decoded request of each operation id, until its task takes it."""
 
     async def handle_message(self, message: Any) -> None:
@@ -92,6 +110,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
         await super().handle_connection_init(message)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        from api.graphql.operation import OperationRequest
+
         payload: dict[str, Any] = dict(message["payload"])
         request = OperationRequest(
             query=payload.get("query"),
@@ -110,6 +130,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
             self.requests.pop(id_, None)
 
     async def run_operation(self, operation: Operation[RequestContext, None]) -> None:
+        from api.graphql.operation import OperationRequest
+
         request = self.requests.pop(operation.id, None) or OperationRequest(
             operation.query, operation.operation_name, operation.variables
         )
