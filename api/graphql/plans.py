@@ -30,9 +30,11 @@ serializers graphql-core would use (but for the UTC datetimes the store returns,
 the JSON encoder writes as their isoformat, `_plain`). A read plan never writes an error: any
 exception while running it (a malformed id, a page size over the limit, a lost
 connection, a null where the schema promises a value) leaves the operation to
-graphql-core, which reports it as it always does. Reading again is safe (a
-database that fails or times out is met twice, so such a request takes up to
-twice as long to fail).
+graphql-core, which reports it as it always does. Reading again is safe, but not
+when the database failed (unavailable, or silent past CTXGRAPH_DATABASE_TIMEOUT:
+api/security/failures.py): graphql-core would only wait on it again, once per
+nested read, so the plan reports that error itself, as graphql-core would
+(`Plan._failed`), and the request fails within one bound.
 
 A write must not run twice. The append plan checks its arguments as the
 resolver does (any refusal: graphql-core answers, nothing was written), then
@@ -102,6 +104,7 @@ from api.graphql.types import (
     tree_cursor,
     tree_page_request,
 )
+from api.security.failures import classify as classify_failure
 from api.security.http import record_operation
 from api.security.limits import QueryLimits, check_operation, select_operation
 from api.store import contexts as store
@@ -579,9 +582,17 @@ class Plan:
                 value = None if source is None else self.write(source, loaded)
                 return ExecutionResult(data={self.response_name: value})
             commit = self.load(self, ctx, values)  # checks the arguments, writes nothing
-        except Exception:
-            return None
+        except Exception as exc:
+            return self._failed(exc, ctx) if classify_failure(exc) is not None else None
         return await self._commit(commit, ctx)
+
+    def _failed(self, exc: Exception, ctx: RequestContext) -> ExecutionResult:
+        """The error of the root field as graphql-core reports it: located, coded, and
+        its null bubbling up to `data` when the field is non-null."""
+        error = coded(located_error(exc, [self.root[0]], [self.response_name]), ctx.request_id)
+        if isinstance(self.root[1].type, GraphQLNonNull):
+            return ExecutionResult(data=None, errors=[error])
+        return ExecutionResult(data={self.response_name: None}, errors=[error])
 
     async def _commit(
         self, commit: Callable[[], Awaitable[Any]], ctx: RequestContext

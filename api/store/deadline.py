@@ -1,0 +1,78 @@
+"""A client-side bound on one use of the database (CTXGRAPH_DATABASE_TIMEOUT).
+
+A server that stops answering (stopped, a stalled VM, a partition that drops packets
+without resets) accepts connections into its listen backlog and never enforces its
+own statement_timeout: only the client can bound the wait. One use (a read, a
+transaction, a one-statement write) gets one deadline for all of it:
+
+- Getting a connection (waiting for the pool, connecting) is cancelled at the
+  deadline: nothing is held yet, and SQLAlchemy's pool gives back what it took.
+- Once a connection is held, a timer terminates it at the deadline: the statement in
+  flight fails at once, and nothing waits on the server. Cancelling the statement
+  instead would have asyncpg send a cancel request on a new connection and wait for
+  the old one to acknowledge it, and SQLAlchemy close it gracefully: both talk to the
+  server that does not answer.
+- A connection whose deadline passed is invalidated, never returned to the pool:
+  what it was doing when it was cut is unknown.
+
+The caller sees `DatabaseTimeout`, which api/security/failures.py reports as
+SERVICE_UNAVAILABLE. For a write that means "unknown": a statement the server had
+received may still commit when it resumes (retries with message ids are safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class DatabaseTimeout(TimeoutError):
+    """The database did not answer within the client-side bound."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the database did not answer within {seconds:g} s")
+        self.seconds = seconds
+
+
+class Deadline:
+    """The end of one use of the database (module docstring)."""
+
+    __slots__ = ("seconds", "at", "expired", "_loop", "_timer")
+
+    def __init__(self, seconds: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.seconds = seconds
+        self.at = self._loop.time() + seconds
+        self.expired = False
+        """Whether the deadline passed before the use ended (its connection is cut)."""
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def acquire(self, opening: Awaitable[T]) -> T:
+        """`opening` (a checkout: the pool's queue, a connect) if it ends in time."""
+        try:
+            async with asyncio.timeout_at(self.at):
+                return await opening
+        except TimeoutError:
+            self.expired = True
+            raise DatabaseTimeout(self.seconds) from None
+
+    def guard(self, driver: Any) -> None:
+        """Terminate `driver` (the asyncpg connection of this use) at the deadline."""
+        self._timer = self._loop.call_at(self.at, self._expire, driver)
+
+    def _expire(self, driver: Any) -> None:
+        self.expired = True
+        self._timer = None
+        driver.terminate()
+
+    def disarm(self) -> None:
+        """The use is over: its connection goes back (or away) now."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def error(self) -> DatabaseTimeout:
+        return DatabaseTimeout(self.seconds)
