@@ -89,6 +89,14 @@ class Settings(BaseSettings):
     max_messages_per_append: int = Field(
         default=1_000, ge=1, description="Messages in one appendMessages or createContext call."
     )
+    max_token_count: int = Field(
+        default=10_000_000,
+        ge=0,
+        le=2_147_483_647,
+        description="Largest tokenCount of one message. A context's totalTokens stays at or "
+        "below 2,147,483,647 (GraphQL's Int) whatever this is: an append that would take it "
+        "over is refused.",
+    )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024,
         ge=1024,
