@@ -8,6 +8,7 @@ engine with pool settings; the FastAPI lifespan owns both.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import warnings
 from collections.abc import AsyncIterator, Callable
@@ -268,18 +269,19 @@ async def _bounded(
     except BaseException as exc:
         deadline.disarm()
         if deadline.expired:
-            await _discard(conn)
+            await asyncio.shield(_discard(conn))
             raise deadline.error() from exc
-        await conn.close()
+        await asyncio.shield(conn.close())  # as AsyncConnection.__aexit__ does
         raise
     deadline.disarm()
     # cut after its last statement answered: the answer stands, the connection goes
-    await (_discard(conn) if deadline.expired else conn.close())
+    await asyncio.shield(_discard(conn) if deadline.expired else conn.close())
 
 
 async def _discard(conn: AsyncConnection) -> None:
     """Close a connection terminated at its deadline without returning it to the pool
-    (SQLAlchemy may not have seen it die: it died between statements)."""
+    (SQLAlchemy may not have seen it die: it died between statements). No I/O: the
+    driver's connection is closed already."""
     await conn.invalidate()
     await conn.close()
 

@@ -38,41 +38,55 @@ class DatabaseTimeout(TimeoutError):
 
 
 class Deadline:
-    """The end of one use of the database (module docstring)."""
+    """The end of one use of the database (module docstring). One timer does both:
+    while the connection is being got it cancels the task (as `asyncio.timeout`
+    would), once it is held it terminates it."""
 
-    __slots__ = ("seconds", "at", "expired", "_loop", "_timer")
+    __slots__ = ("seconds", "expired", "_task", "_driver", "_acquiring", "_timer")
 
     def __init__(self, seconds: float) -> None:
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         self.seconds = seconds
-        self.at = self._loop.time() + seconds
         self.expired = False
         """Whether the deadline passed before the use ended (its connection is cut)."""
-        self._timer: asyncio.TimerHandle | None = None
+        self._task = asyncio.current_task()
+        self._driver: Any = None
+        self._acquiring = False
+        self._timer: asyncio.TimerHandle | None = loop.call_at(loop.time() + seconds, self._expire)
 
     async def acquire(self, opening: Awaitable[T]) -> T:
         """`opening` (a checkout: the pool's queue, a connect) if it ends in time."""
+        self._acquiring = True
         try:
-            async with asyncio.timeout_at(self.at):
-                return await opening
-        except TimeoutError:
-            self.expired = True
-            raise DatabaseTimeout(self.seconds) from None
+            return await opening
+        except asyncio.CancelledError:
+            # ours (and no one else's, as asyncio.timeout decides): a timeout
+            if self.expired and self._task is not None and self._task.uncancel() == 0:
+                raise DatabaseTimeout(self.seconds) from None
+            raise
+        finally:
+            self._acquiring = False
 
     def guard(self, driver: Any) -> None:
         """Terminate `driver` (the asyncpg connection of this use) at the deadline."""
-        self._timer = self._loop.call_at(self.at, self._expire, driver)
+        if self.expired:  # passed while the checkout finished: do not start
+            driver.terminate()
+        self._driver = driver
 
-    def _expire(self, driver: Any) -> None:
+    def _expire(self) -> None:
         self.expired = True
         self._timer = None
-        driver.terminate()
+        if self._driver is not None:
+            self._driver.terminate()
+        elif self._acquiring and self._task is not None:
+            self._task.cancel()
 
     def disarm(self) -> None:
         """The use is over: its connection goes back (or away) now."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._driver = None
 
     def error(self) -> DatabaseTimeout:
         return DatabaseTimeout(self.seconds)
