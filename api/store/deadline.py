@@ -59,9 +59,15 @@ class Deadline:
         self._acquiring = True
         try:
             return await opening
-        except asyncio.CancelledError:
-            # ours (and no one else's, as asyncio.timeout decides): a timeout
-            if self.expired and self._task is not None and self._task.uncancel() == 0:
+        except BaseException as exc:
+            self.disarm()  # nothing to guard
+            # our cancellation (and no one else's, as asyncio.timeout decides): a timeout
+            if (
+                isinstance(exc, asyncio.CancelledError)
+                and self.expired
+                and self._task is not None
+                and self._task.uncancel() == 0
+            ):
                 raise DatabaseTimeout(self.seconds) from None
             raise
         finally:
