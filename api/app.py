@@ -42,6 +42,11 @@ from api.store.inputs import Limits
 
 log = logging.getLogger("ctxgraph.app")
 
+READINESS_TIMEOUT = 1.0
+"""Seconds /readyz waits for the database (at most CTXGRAPH_DATABASE_TIMEOUT): it answers
+within about that, 503 when the database did not answer in time, so a probe with the usual
+one- or two-second timeout gets an answer rather than its own timeout."""
+
 
 async def open_database(settings: Settings) -> Database:
     """Open the database and check that it answers; one clear line if it does not."""
@@ -107,7 +112,8 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
         app.state.realtime = realtime
         tune_garbage_collector()
         try:
-            async with background_embeddings(embeddings, db.engine, settings):
+            async with background_embeddings(embeddings, db.engine, settings) as worker:
+                app.state.embedding_worker = worker
                 yield
         finally:
             await realtime.stop()
@@ -182,16 +188,18 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    readiness_timeout = min(READINESS_TIMEOUT, settings.database_timeout)
+
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> JSONResponse:
         db: Connector = request.app.state.connector
         try:
-            async with db.read() as conn:
+            async with db.read(timeout=readiness_timeout) as conn:
                 current = (
                     await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
                 ).scalar_one_or_none()
         except Exception as exc:
-            log.warning("readiness check failed: %s", exc)
+            log.warning("readiness check failed: %s", str(exc) or type(exc).__name__)
             return JSONResponse({"status": "database unavailable"}, status_code=503)
         if current != head:
             return JSONResponse(

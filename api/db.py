@@ -8,10 +8,11 @@ engine with pool settings; the FastAPI lifespan owns both.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import warnings
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 from api import jsoncodec
 from api.settings import Settings
 from api.store import direct
+from api.store.deadline import Deadline
 from api.store.direct import Direct
 
 log = logging.getLogger("ctxgraph.db")
@@ -110,6 +112,10 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
     async_url = to_asyncpg_url(url)
     connect_args: dict[str, Any] = {
         "timeout": settings.connect_timeout,
+        # Every operation on a connection (statement, BEGIN/COMMIT/ROLLBACK, a close, and
+        # asyncpg's own cancel request after a timeout) is bounded: the backstop for the
+        # work that does not go through a connector's deadline (the embeddings worker).
+        "command_timeout": settings.database_timeout,
         "server_settings": {"application_name": "ctxgraph"},
     }
     if is_pooled(async_url, settings):
@@ -166,10 +172,21 @@ def count_statements(engine: AsyncEngine, sink: Callable[[str], None]) -> Callab
 
 
 class Connector(Protocol):
-    """Where resolvers get connections: one per read batch, one transaction per mutation."""
+    """Where resolvers get connections: one per read batch, one transaction per mutation.
 
-    def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        """A connection for reads; the caller must not hold it across awaits of other work."""
+    Each use (the block of one of these context managers: getting the connection, its
+    statements, the commit) ends within `timeout` seconds, or fails with
+    api.store.deadline.DatabaseTimeout (api/store/deadline.py).
+    """
+
+    @property
+    def timeout(self) -> float | None:
+        """The client-side bound of each use, in seconds (None: unbounded)."""
+        ...
+
+    def read(self, timeout: float | None = None) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for reads; the caller must not hold it across awaits of other work.
+        `timeout`: a tighter bound for this use (readiness probes)."""
         ...
 
     def direct(self) -> AbstractAsyncContextManager[Direct]:
@@ -196,9 +213,13 @@ class EngineConnector:
     no common snapshot (under READ COMMITTED each statement takes its own anyway),
     so the implicit BEGIN and the ROLLBACK on return to the pool only cost two
     extra round trips per read (measured: bench/README.md, "Optimizations").
+
+    With a `timeout` (CTXGRAPH_DATABASE_TIMEOUT) each use ends by a deadline
+    (api/store/deadline.py); without one (some tests, the benchmarks) it is unbounded.
     """
 
     engine: AsyncEngine
+    timeout: float | None = None
     _reads: AsyncEngine = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -206,20 +227,63 @@ class EngineConnector:
         reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         object.__setattr__(self, "_reads", reads)
 
-    def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        return self._reads.connect()
+    def read(self, timeout: float | None = None) -> AbstractAsyncContextManager[AsyncConnection]:
+        seconds = self.timeout if timeout is None else timeout
+        if seconds is None:
+            return self._reads.connect()
+        return _bounded(self._reads, Deadline(seconds), begin=False)
 
     def direct(self) -> AbstractAsyncContextManager[Direct]:
-        return direct.pooled(self.engine)
+        return direct.pooled(self.engine, self._deadline())
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        return self.engine.begin()
+        if self.timeout is None:
+            return self.engine.begin()
+        return _bounded(self.engine, Deadline(self.timeout), begin=True)
 
     def single_statement(self) -> AbstractAsyncContextManager[Direct]:
         # autocommit (asyncpg opens no transaction by itself): no BEGIN and COMMIT, two
         # of the four round trips of an append; and no SQLAlchemy Connection to check
         # out, ~9% of a planned append's CPU in process (bench/README.md, "Optimizations")
-        return direct.pooled(self.engine)
+        return direct.pooled(self.engine, self._deadline())
+
+    def _deadline(self) -> Deadline | None:
+        return None if self.timeout is None else Deadline(self.timeout)
+
+
+@asynccontextmanager
+async def _bounded(
+    engine: AsyncEngine, deadline: Deadline, *, begin: bool
+) -> AsyncIterator[AsyncConnection]:
+    """A connection of `engine` (in a transaction if `begin`) whose use ends by `deadline`
+    (api/store/deadline.py): the checkout is cancelled at it, the connection terminated."""
+    conn = engine.connect()
+    await deadline.acquire(conn.start())
+    try:
+        deadline.guard((await conn.get_raw_connection()).driver_connection)
+        if begin:
+            async with conn.begin():  # the commit (or rollback) is part of the use
+                yield conn
+        else:
+            yield conn
+    except BaseException as exc:
+        deadline.disarm()
+        if deadline.expired:
+            await asyncio.shield(_discard(conn))
+            raise deadline.error() from exc
+        await asyncio.shield(conn.close())  # as AsyncConnection.__aexit__ does
+        raise
+    deadline.disarm()
+    # cut after its last statement answered: the answer stands, the connection goes
+    await asyncio.shield(_discard(conn) if deadline.expired else conn.close())
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Close a connection terminated at its deadline without returning it to the pool
+    (SQLAlchemy may not have seen it die: it died between statements). No I/O: the
+    driver's connection is closed already."""
+    await conn.invalidate()
+    await conn.close()
 
 
 @dataclass
@@ -229,6 +293,8 @@ class Database:
     url: str
     engine: AsyncEngine
     embedded: EmbeddedPostgres | None = None
+    timeout: float | None = None
+    """Each use's client-side bound (CTXGRAPH_DATABASE_TIMEOUT)."""
 
     @classmethod
     def open(cls, settings: Settings) -> Database:
@@ -239,11 +305,11 @@ class Database:
             embedded = EmbeddedPostgres(settings.pgdata_dir)
             url = embedded.start()
         engine = create_engine(url, settings)
-        return cls(url=url, engine=engine, embedded=embedded)
+        return cls(url=url, engine=engine, embedded=embedded, timeout=settings.database_timeout)
 
     @property
     def connector(self) -> EngineConnector:
-        return EngineConnector(self.engine)
+        return EngineConnector(self.engine, self.timeout)
 
     async def close(self) -> None:
         await self.engine.dispose()

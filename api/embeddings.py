@@ -12,7 +12,9 @@ taking the same rows, and never wait for each other), calls the provider while
 holding the claim, and stores the vectors in the same transaction. A failure
 rolls the claim back: the rows stay unembedded and are claimed again after a
 backoff, by this process or another, before or after a restart: the only state
-is `embedding IS NULL`. Appends never wait for the worker: it locks message rows
+is `embedding IS NULL`. Each statement is bounded client-side (asyncpg's
+command_timeout, CTXGRAPH_DATABASE_TIMEOUT: api/db.py), so a database that stops
+answering is a failure like any other. Appends never wait for the worker: it locks message rows
 it claimed, never context rows. (A deleteMessage or setMessageEmbedding of a
 claimed row waits for the provider call, at most the timeout.)
 """
@@ -35,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.errors import CtxgraphError
+from api.security.failures import classify as classify_failure
 from api.settings import Settings
 from models import EMBEDDING_DIMENSIONS
 
@@ -293,10 +296,17 @@ class EmbeddingWorker:
                 log.warning("embedding worker: %s; next try in %.1fs", exc.message, delay)
                 await self._pause(delay)
                 continue
-            except Exception:
+            except Exception as exc:
                 self.failures += 1
                 delay = min(self.max_backoff, 2.0 ** min(self.failures, 16))
-                log.exception("embedding worker failed; next try in %.1fs", delay)
+                if classify_failure(exc) is not None:  # the database failed or timed out
+                    log.warning(
+                        "embedding worker: database unavailable (%s); next try in %.1fs",
+                        str(exc) or type(exc).__name__,
+                        delay,
+                    )
+                else:
+                    log.exception("embedding worker failed; next try in %.1fs", delay)
                 await self._pause(delay)
                 continue
             self.failures = 0

@@ -264,6 +264,7 @@ class Listener:
         *,
         keepalive: float = 5.0,
         connect_timeout: float = 10.0,
+        command_timeout: float = 5.0,
         backoff_min: float = 0.05,
         backoff_max: float = 5.0,
     ) -> None:
@@ -271,6 +272,9 @@ class Listener:
         self.dsn = dsn
         self._keepalive = keepalive
         self._connect_timeout = connect_timeout
+        # LISTEN, UNLISTEN and the keepalive: a server that stops answering is noticed
+        # within this, the connection dropped and a new one tried (with backoff).
+        self._command_timeout = command_timeout
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
         self._task: asyncio.Task[None] | None = None
@@ -323,6 +327,7 @@ class Listener:
                 conn = await asyncpg.connect(
                     self.dsn,
                     timeout=self._connect_timeout,
+                    command_timeout=self._command_timeout,
                     server_settings={"application_name": LISTENER_APPLICATION_NAME},
                 )
             except Exception as exc:
@@ -332,7 +337,7 @@ class Listener:
                 try:
                     await self._listen(conn)
                 except Exception as exc:
-                    log.warning("listener connection lost: %s", exc)
+                    log.warning("listener connection lost: %s", str(exc) or type(exc).__name__)
                 finally:
                     self._connected.clear()
                     self.listening = False
@@ -381,7 +386,7 @@ class Listener:
             except TimeoutError:
                 tick = True
                 # A dead peer without a FIN (network cut) shows only on traffic.
-                await conn.fetchval("SELECT 1", timeout=self._keepalive)
+                await conn.fetchval("SELECT 1", timeout=min(self._keepalive, self._command_timeout))
 
 
 @dataclass
@@ -414,6 +419,7 @@ class Realtime:
                 listener_dsn(listen_url),
                 keepalive=settings.subscription_recheck_interval,
                 connect_timeout=settings.connect_timeout,
+                command_timeout=settings.database_timeout,
             )
         return cls(
             hub=hub,

@@ -5,9 +5,10 @@ hosting platform already uses. `.env.example` documents each one.
 """
 
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,7 +43,10 @@ class Settings(BaseSettings):
         default=5, ge=0, description="Extra connections opened under load, closed when idle."
     )
     pool_timeout: float = Field(
-        default=10.0, gt=0, description="Seconds to wait for a free connection."
+        default=10.0,
+        gt=0,
+        description="Seconds to wait for a free connection (a request's wait is cut at "
+        "database_timeout first).",
     )
     pool_recycle: float = Field(
         default=300.0,
@@ -51,7 +55,19 @@ class Settings(BaseSettings):
         "drop idle ones).",
     )
     connect_timeout: float = Field(
-        default=10.0, gt=0, description="Seconds to wait when opening a connection."
+        default=10.0,
+        gt=0,
+        description="Seconds to wait when opening a connection (at startup, the realtime "
+        "listener; a request's wait is cut at database_timeout first).",
+    )
+    database_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="Client-side bound, in seconds, on each use of the database by a request "
+        "(waiting for a pooled connection, connecting, its statements and commit) and on each "
+        "statement of the background work. Past it the connection is closed, never reused, and "
+        "the request fails with SERVICE_UNAVAILABLE: a server that stops answering never "
+        "enforces its own statement_timeout.",
     )
 
     # --- API limits -----------------------------------------------------------
@@ -72,6 +88,14 @@ class Settings(BaseSettings):
     )
     max_messages_per_append: int = Field(
         default=1_000, ge=1, description="Messages in one appendMessages or createContext call."
+    )
+    max_token_count: int = Field(
+        default=10_000_000,
+        ge=0,
+        le=2_147_483_647,
+        description="Largest tokenCount of one message. A context's totalTokens stays at or "
+        "below 2,147,483,647 (GraphQL's Int) whatever this is: an append that would take it "
+        "over is refused.",
     )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024,
@@ -192,9 +216,11 @@ class Settings(BaseSettings):
         "operation through graphql-core (same answers, more CPU).",
     )
     statement_timeout: float = Field(
-        default=30.0,
+        default=4.0,
         ge=0,
-        description="Seconds one SQL statement may run before PostgreSQL cancels it; 0: no limit.",
+        description="Seconds one SQL statement may run before PostgreSQL cancels it "
+        "(QUERY_TOO_COMPLEX); 0: no server-side limit. Below database_timeout, so that a slow "
+        "statement is reported as such before the client-side bound gives up on the server.",
     )
     shutdown_timeout: int = Field(
         default=30,
@@ -250,6 +276,16 @@ class Settings(BaseSettings):
 
         load_trusted_documents(Path(str(value)))
         return value
+
+    @model_validator(mode="after")
+    def _statement_timeout_below_database_timeout(self) -> Self:
+        if self.statement_timeout >= self.database_timeout:
+            raise ValueError(
+                f"CTXGRAPH_STATEMENT_TIMEOUT ({self.statement_timeout:g} s) must be below "
+                f"CTXGRAPH_DATABASE_TIMEOUT ({self.database_timeout:g} s), or every slow "
+                "statement is reported as an unavailable database; raise both together"
+            )
+        return self
 
     @property
     def pgdata_dir(self) -> Path:

@@ -79,10 +79,14 @@ class Context(SQLModel, table=True):
         sa_column_kwargs={"server_default": "0"},
         description="Visible messages in this context's history, inherited ones included.",
     )
+    # A bigint although appends keep it within GraphQL's Int (api/store/messages.py):
+    # the sum a statement computes before it checks cannot overflow the column.
     total_tokens: int = Field(
         default=0,
+        sa_type=sa.BigInteger,
         sa_column_kwargs={"server_default": "0"},
-        description="Sum of tokenCount over the visible messages (null counts as 0).",
+        description="Sum of tokenCount over the visible messages (null counts as 0); at most "
+        "2,147,483,647: an append that would take it further is refused.",
     )
     own_tokens: int = Field(
         default=0,

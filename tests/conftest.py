@@ -65,12 +65,14 @@ class RollbackConnector:
     transaction rolled back after the test. Access is serialized (one asyncpg
     connection cannot run two statements at once); mutations use savepoints."""
 
+    timeout: float | None = None  # the test's transaction is not cut
+
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
         self.lock = asyncio.Lock()
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self, timeout: float | None = None) -> AsyncIterator[AsyncConnection]:
         async with self.lock:
             yield self.conn
 

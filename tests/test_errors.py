@@ -524,11 +524,13 @@ class ExplodingConnector:
     """A connector whose every connection fails with a plain exception: the subject is
     error masking, not SQL, so no database is involved."""
 
+    timeout: float | None = None
+
     def __init__(self) -> None:
         self.calls = 0
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self, timeout: float | None = None) -> AsyncIterator[AsyncConnection]:
         self.calls += 1
         raise RuntimeError(f"connection failed: {SECRET}")
         yield  # pragma: no cover

@@ -160,6 +160,7 @@ class RefusesGroupedStatements:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.inner = EngineConnector(engine)
+        self.timeout = self.inner.timeout
         self.read, self.direct, self.transaction = (
             self.inner.read,
             self.inner.direct,

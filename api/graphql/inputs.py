@@ -60,7 +60,9 @@ class MessageInput:
         default=None, description="For tool messages: the tool's name."
     )
     token_count: int | None = strawberry.field(
-        default=None, description="Tokens in the message (counted by the client)."
+        default=None,
+        description="Tokens in the message (counted by the client); at most "
+        "CTXGRAPH_MAX_TOKEN_COUNT (10,000,000 unless configured).",
     )
     model: str | None = strawberry.field(
         default=None, description="The model that produced the message."

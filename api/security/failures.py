@@ -2,7 +2,8 @@
 
 `classify` looks through an exception's chain: a database that cannot be
 reached (refused, closed, shutting down, pool exhausted) becomes
-SERVICE_UNAVAILABLE (HTTP 503 for the request) so clients retry; a statement
+SERVICE_UNAVAILABLE (HTTP 503 for the request) so clients retry, as does one that
+did not answer within CTXGRAPH_DATABASE_TIMEOUT (api/store/deadline.py); a statement
 cancelled by CTXGRAPH_STATEMENT_TIMEOUT becomes QUERY_TOO_COMPLEX naming the
 setting. Messages never carry driver text.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import sqlalchemy.exc
+
+from api.store.deadline import DatabaseTimeout
 
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 INTERNAL = "INTERNAL_SERVER_ERROR"
@@ -50,10 +53,20 @@ def _sqlstate(exc: BaseException) -> str | None:
     return state if isinstance(state, str) else None
 
 
+def _timeout_message(seconds: float) -> str:
+    return (
+        f"The database did not answer within {seconds:g} s (CTXGRAPH_DATABASE_TIMEOUT); "
+        "retry in a few seconds. A write that failed so may or may not have been stored: "
+        "retry it with the same message ids."
+    )
+
+
 def classify(exc: BaseException) -> tuple[str, str] | None:
     """(code, message) for an infrastructure failure, or None for anything else."""
     unavailable = False
     for e in _chain(exc):
+        if isinstance(e, DatabaseTimeout):
+            return SERVICE_UNAVAILABLE, _timeout_message(e.seconds)
         state = _sqlstate(e)
         if state == _QUERY_CANCELED:
             from api.errors import QueryTooComplex

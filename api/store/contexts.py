@@ -20,7 +20,7 @@ from api.store import history, tree
 from api.store.direct import Reads
 from api.store.guards import context_deleted, context_not_found
 from api.store.history import HistoryPage, HistoryPageRequest, history_totals_at_sql
-from api.store.inputs import NewMessage
+from api.store.inputs import MAX_TOTAL_TOKENS, NewMessage, over_total_tokens
 from api.store.messages import insert_messages_sql, message_params
 from api.store.records import (
     CONTEXT_COLUMNS,
@@ -189,12 +189,16 @@ async def create_context(
     metadata: dict[str, Any],
     messages: Sequence[NewMessage],
 ) -> Row[Any]:
-    """A new root context, with its first messages (versions 1..n) in the same statement."""
+    """A new root context, with its first messages (versions 1..n) in the same statement;
+    BAD_USER_INPUT if they count more than MAX_TOTAL_TOKENS (nothing is written)."""
+    tokens = sum(m.token_count or 0 for m in messages)
+    if tokens > MAX_TOTAL_TOKENS:
+        raise over_total_tokens(tokens)
     params: dict[str, Any] = {
         "name": name,
         "meta": json.dumps(metadata),
         "n": len(messages),
-        "tokens": sum(m.token_count or 0 for m in messages),
+        "tokens": tokens,
     }
     insert_ctx = (
         "INSERT INTO contexts AS c (name, metadata, latest_version, message_count, total_tokens,"

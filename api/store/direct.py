@@ -44,6 +44,7 @@ from sqlalchemy.sql.sqltypes import NullType
 from sqlalchemy.util import greenlet_spawn
 
 from api.errors import CtxgraphError
+from api.store.deadline import Deadline
 
 # Who wants to see every statement (tests and the benchmark count them): SQLAlchemy's
 # before_cursor_execute does not fire for these, so api.db.count_statements adds its
@@ -170,28 +171,45 @@ class Direct:
 
 
 @asynccontextmanager
-async def pooled(engine: AsyncEngine) -> AsyncIterator[Direct]:
-    """A Direct on a connection of `engine`'s pool, without SQLAlchemy's Connection.
+async def pooled(engine: AsyncEngine, deadline: Deadline | None = None) -> AsyncIterator[Direct]:
+    """A Direct on a connection of `engine`'s pool, without SQLAlchemy's Connection;
+    the checkout and the statements end by `deadline` (api/store/deadline.py).
 
     asyncpg runs statements outside a transaction unless told otherwise: these are
     autocommit reads. Checking a connection out and back in this way costs ~50 us of
     CPU, through `engine.connect()` ~145 us, a fifth of a sidebar's or a tree's whole
     CPU in the app (20,000 checkouts each, uvloop; bench/README.md "Optimizations").
     """
-    raw = await engine.raw_connection()
+    if deadline is None:
+        raw = await engine.raw_connection()
+    else:
+        raw = await deadline.acquire(engine.raw_connection())
+        deadline.guard(raw.driver_connection)
     try:
         yield Direct._on(raw.driver_connection, engine.dialect, engine.sync_engine.pool)
     except BaseException as exc:
+        cut = deadline is not None and _cut(deadline)
         # A statement the server refused leaves the connection idle and usable, as does
         # a client error the store raised between statements (VERSION_CONFLICT after an
         # append that matched no row); after anything else (cancelled mid-statement,
-        # connection lost) it may be mid-protocol.
-        idle = isinstance(exc, asyncpg.PostgresError | CtxgraphError)
+        # connection lost, cut at the deadline) it may be mid-protocol.
+        idle = isinstance(exc, asyncpg.PostgresError | CtxgraphError) and not cut
         done = raw.close if idle else raw.invalidate
         await greenlet_spawn(done)
+        if cut:
+            assert deadline is not None
+            raise deadline.error() from exc
         raise
     # In a greenlet: a connection beyond the pool's size is closed on the way back (I/O).
-    await greenlet_spawn(raw.close)
+    # One cut after its last statement has answered is not given back either.
+    cut = deadline is not None and _cut(deadline)
+    await greenlet_spawn(raw.invalidate if cut else raw.close)
+
+
+def _cut(deadline: Deadline) -> bool:
+    """Whether the use's connection was terminated at its deadline; disarms it."""
+    deadline.disarm()
+    return deadline.expired
 
 
 Reads = AsyncConnection | Direct

@@ -21,6 +21,11 @@ unknown) is every caller's error, as it would have been alone.
 
 A write alone may wait for a lock: after `stall_s` the next batch starts beside
 it, so writes with other keys do not wait too.
+
+Each statement is one use of the connector, bounded by its deadline
+(api/store/deadline.py); a caller waits no longer than that either, from the moment
+it submits: when the drainers are all held up by a server that does not answer, it
+fails with DatabaseTimeout (its write, if not begun, is never written).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import asyncpg
 
+from api.store.deadline import DatabaseTimeout
 from api.store.direct import Direct
 
 if TYPE_CHECKING:
@@ -75,6 +81,7 @@ class GroupCommit(Generic[W, R]):
         # The loop keeps only weak references to tasks: these keep the drainers alive.
         self._tasks: set[asyncio.Task[None]] = set()
         self._stuck = 0  # drainers whose statement runs longer than stall_s
+        self._timeout = db.timeout
         self.loop = asyncio.get_running_loop()
 
     stall_s = 0.02
@@ -89,7 +96,16 @@ class GroupCommit(Generic[W, R]):
         self._waiting.append((write, future))
         if self._drainers == self._stuck < self.max_drainers:  # none, or all stuck
             self._drain()
-        return await future
+        if self._timeout is None:
+            return await future
+        try:
+            async with asyncio.timeout(self._timeout):
+                # on time out the future is cancelled: a write not begun is skipped
+                return await future
+        except TimeoutError:
+            if not future.cancelled():  # the write's own error
+                raise
+            raise DatabaseTimeout(self._timeout) from None
 
     @property
     def waiting(self) -> int:

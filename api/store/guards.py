@@ -22,10 +22,13 @@ def context_deleted(context_id: uuid.UUID) -> ContextDeleted:
 
 
 async def live_context_state(conn: Reads, context_id: uuid.UUID) -> Row[Any]:
-    """The context's (deleted_at, latest_version); NOT_FOUND or CONTEXT_DELETED otherwise."""
+    """The context's (deleted_at, latest_version, total_tokens); NOT_FOUND or
+    CONTEXT_DELETED otherwise."""
     row = (
         await conn.execute(
-            statement("SELECT deleted_at, latest_version FROM contexts WHERE id = :id"),
+            statement(
+                "SELECT deleted_at, latest_version, total_tokens FROM contexts WHERE id = :id"
+            ),
             {"id": context_id},
         )
     ).one_or_none()

@@ -19,6 +19,25 @@ from api.errors import BadUserInput
 from api.settings import Settings
 from models import EMBEDDING_DIMENSIONS, ROLES
 
+MAX_TOTAL_TOKENS = 2_147_483_647
+"""The most tokens a context's history may count: `Context.totalTokens` is a GraphQL
+Int (32-bit). The append statements refuse to go past it (api/store/messages.py)."""
+
+
+def over_total_tokens(tokens: int, total: int | None = None) -> BadUserInput:
+    """The refusal of messages that would take a context's totalTokens past the cap."""
+    if total is None:
+        what = f"The messages' tokenCounts add up to {tokens:,}"
+    else:
+        what = (
+            f"This append would take the context's totalTokens from {total:,} to {total + tokens:,}"
+        )
+    return BadUserInput(
+        f"{what}, over {MAX_TOTAL_TOKENS:,}, the most a context can count (totalTokens is a "
+        "GraphQL Int). Nothing was written; messages without tokenCount can still be "
+        "appended, and deleting messages makes room."
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -28,6 +47,7 @@ class Limits:
     max_metadata_bytes: int = 16 * 1024
     max_content_length: int = 1_000_000
     max_messages_per_append: int = 1_000
+    max_token_count: int = 10_000_000
     default_page_size: int = 50
     max_page_size: int = 500
     max_search_results: int = 100
@@ -39,6 +59,7 @@ class Limits:
             max_metadata_bytes=settings.max_metadata_bytes,
             max_content_length=settings.max_content_length,
             max_messages_per_append=settings.max_messages_per_append,
+            max_token_count=settings.max_token_count,
             default_page_size=settings.default_page_size,
             max_page_size=settings.max_page_size,
             max_search_results=settings.max_search_results,
@@ -223,12 +244,21 @@ def check_new_messages(
                 limits.max_name_length,
                 "CTXGRAPH_MAX_NAME_LENGTH",
             )
-        if m.token_count is not None and m.token_count < 0:
-            raise BadUserInput(f"`{where}.tokenCount` must be >= 0 (got {m.token_count}).")
+        if m.token_count is not None:
+            if m.token_count < 0:
+                raise BadUserInput(f"`{where}.tokenCount` must be >= 0 (got {m.token_count}).")
+            if m.token_count > limits.max_token_count:
+                raise BadUserInput(
+                    f"`{where}.tokenCount` is {m.token_count}; the limit is "
+                    f"{limits.max_token_count} (setting CTXGRAPH_MAX_TOKEN_COUNT)."
+                )
         if m.embedding is not None:
             check_embedding(m.embedding, f"{where}.embedding")
         if m.id is not None:
             if m.id in seen:
                 raise BadUserInput(f"`{where}.id` repeats an id used earlier in the same batch.")
             seen.add(m.id)
+    tokens = sum(m.token_count or 0 for m in messages)
+    if tokens > MAX_TOTAL_TOKENS:  # more than any context can hold
+        raise over_total_tokens(tokens)
     return list(messages)

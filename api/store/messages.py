@@ -19,7 +19,7 @@ from api.errors import BadUserInput, NotFound, VersionConflict
 from api.store.direct import Direct, Reads
 from api.store.group_commit import GroupCommit
 from api.store.guards import context_deleted, live_context_state
-from api.store.inputs import NewMessage
+from api.store.inputs import MAX_TOTAL_TOKENS, NewMessage, over_total_tokens
 from api.store.notify import CHANNEL
 from api.store.records import message_select_list, statement, typed
 
@@ -140,6 +140,10 @@ def _append_sql(*, several: bool = False, client_ids: bool = False) -> str:
     serializes appends to it, so versions never collide), insert its messages with
     the versions after its latest, notify subscribers.
 
+    A context's totalTokens never goes past MAX_TOTAL_TOKENS (GraphQL's Int): an
+    append that would take it there matches no row, decided under the row's lock by
+    the statement that writes, and writes nothing (`refuse` says why).
+
     One append waits for its context's row lock. `several` (to distinct contexts)
     never wait: a context whose row another transaction holds is left out (SKIP
     LOCKED), as are the others the statement does not write, and goes alone next
@@ -165,7 +169,8 @@ def _append_sql(*, several: bool = False, client_ids: bool = False) -> str:
         " own_tokens = c.own_tokens + r.tokens, updated_at = now()"
         f" FROM requests r{' JOIN locked l ON l.id = r.id' if several else ''}"
         f" WHERE c.id = r.id AND {_ONE_OF_REQUESTED} AND c.deleted_at IS NULL"
-        f" AND (r.expected IS NULL OR c.latest_version = r.expected){guard}"
+        f" AND (r.expected IS NULL OR c.latest_version = r.expected)"
+        f" AND c.total_tokens + r.tokens <= {MAX_TOTAL_TOKENS}{guard}"
         " RETURNING c.id, c.latest_version - r.n AS base_version,"
         " c.own_tokens - r.tokens AS base_tokens)"
     )
@@ -259,15 +264,20 @@ async def append_many(conn: Reads, appends: Sequence[Append]) -> list[list[Row[A
 
 
 async def refuse(conn: Reads, append: Append) -> NoReturn:
-    """Why `append` matched no row: NOT_FOUND, CONTEXT_DELETED or VERSION_CONFLICT."""
+    """Why `append` matched no row: NOT_FOUND, CONTEXT_DELETED, VERSION_CONFLICT or
+    BAD_USER_INPUT (totalTokens would pass MAX_TOTAL_TOKENS)."""
     state = await live_context_state(conn, append.context_id)
     expected = append.expected_version
     if expected is None or expected == state.latest_version:
-        # Deleted when the append ran, live again when asked why: a concurrent
-        # restore. Nothing was written; the same request can be sent again.
+        tokens = sum(m.token_count or 0 for m in append.messages)
+        if state.total_tokens + tokens > MAX_TOTAL_TOKENS:
+            raise over_total_tokens(tokens, state.total_tokens)
+        # Deleted when the append ran, live again when asked why (a concurrent
+        # restore), or room made meanwhile (a message deleted). Nothing was written;
+        # the same request can be sent again.
         raise VersionConflict(
-            "The context was deleted and restored while the messages were appended; "
-            "nothing was written, retry the append."
+            "The context changed while the messages were appended (deleted and restored, "
+            "or messages deleted); nothing was written, retry the append."
         )
     raise VersionConflict(
         f"expectedVersion is {expected} but the context is at version "

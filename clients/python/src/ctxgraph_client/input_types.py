@@ -47,7 +47,7 @@ class MessageInput(BaseModel):
     tool_name: Optional[str] = Field(alias="toolName", default=None)
     "For tool messages: the tool's name."
     token_count: Optional[int] = Field(alias="tokenCount", default=None)
-    "Tokens in the message (counted by the client)."
+    "Tokens in the message (counted by the client); at most CTXGRAPH_MAX_TOKEN_COUNT (10,000,000 unless configured)."
     model: Optional[str] = None
     "The model that produced the message."
     embedding: Optional[list[float]] = None

@@ -44,7 +44,7 @@ export type MessageInput = {
   model?: string | null | undefined;
   /** Who wrote the message. */
   role: MessageRole;
-  /** Tokens in the message (counted by the client). */
+  /** Tokens in the message (counted by the client); at most CTXGRAPH_MAX_TOKEN_COUNT (10,000,000 unless configured). */
   tokenCount?: number | null | undefined;
   /** For tool messages: the call they answer. */
   toolCallId?: string | null | undefined;
