@@ -16,6 +16,7 @@ from strawberry.types import ExecutionContext
 from api.graphql.errors import ErrorCodes
 from api.graphql.execution import execution_context_class
 from api.graphql.mutations import Mutation
+from api.graphql.parts import one_of_checked_by_resolvers
 from api.graphql.plans import PlannedReads, Plans
 from api.graphql.queries import Query
 from api.graphql.subscriptions import Subscription
@@ -94,4 +95,5 @@ def build_schema(settings: Settings | None = None, **extra: Any) -> CtxgraphSche
         **extra,
     )
     schema.plans = plans
+    one_of_checked_by_resolvers(schema._schema)
     return schema
