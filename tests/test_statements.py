@@ -320,7 +320,7 @@ async def test_a_chat_page_selecting_parts_is_one_statement(
     c = live_client
     ctx = await create_context(c, messages=[user("q")])
     for i in range(12):  # 12 x (assistant with a call, tool result, assistant text, user)
-        exchange = [
+        exchange: list[dict[str, Any]] = [
             {
                 "role": "ASSISTANT",
                 "parts": [
