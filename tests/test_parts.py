@@ -525,3 +525,34 @@ async def test_parts_through_the_planned_append_follow_the_same_rules(
     assert planned_error["errors"][0]["message"] == reference["errors"][0]["message"]
     assert "'p1' already has a result" in reference["errors"][0]["message"]
     assert (await get_context(client, ctx["id"]))["latestVersion"] == 3
+
+
+async def test_tool_arguments_nested_too_deeply_are_refused(client: GraphQLClient) -> None:
+    """JSON text nested 100,000 deep exhausts the parser's recursion: BAD_USER_INPUT, not
+    an internal error, from appendMessages and appendFormatted alike."""
+    ctx = await create_context(client, "deep", [user("q")])
+    deep = "[" * 100_000
+    await refused(
+        client,
+        ctx["id"],
+        [{"role": "ASSISTANT", "parts": [call("d1", arguments=deep)]}],
+        "`messages[0].parts[0].toolCall.arguments`",
+        "too deeply",
+    )
+    chat = [
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "d2", "type": "function", "function": {"name": "f", "arguments": deep}}
+            ],
+        }
+    ]
+    error = await client.error(
+        "mutation($id: ID!, $m: JSON!) { appendFormatted(contextId: $id, format: OPENAI_CHAT,"
+        " messages: $m) { messages { id } } }",
+        {"id": ctx["id"], "m": chat},
+    )
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert (
+        "`messages[0].tool_calls[0].function.arguments` nests JSON too deeply" in error["message"]
+    )

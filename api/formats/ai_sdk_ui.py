@@ -59,7 +59,8 @@ def _reasoning(p: dict[str, Any], at: str) -> Part:
             part["encrypted"] = openai["reasoningEncryptedContent"]
         part["provider"] = "openai"
         # what the Responses format needs to write it back as a reasoning item
-        with_meta(part, RESPONSES, {"item_id": openai.get("itemId")})
+        item_id = openai.get("itemId")
+        with_meta(part, RESPONSES, {"item_id": item_id if isinstance(item_id, str) else None})
     return with_meta(part, NAME, {"providerMetadata": meta, "id": p.get("id")})
 
 

@@ -108,6 +108,8 @@ def json_text(value: Json, where: str) -> Json:
         return json.loads(value)
     except json.JSONDecodeError as exc:
         fail(where, f"is not JSON ({exc.msg} at character {exc.pos}).")
+    except RecursionError:
+        fail(where, "nests JSON too deeply; flatten it.")
 
 
 def dumps(value: Json) -> str:

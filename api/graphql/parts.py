@@ -287,6 +287,8 @@ def tool_arguments(value: Any, where: str) -> Any:
             f"`{where}` is a string that is not JSON ({exc.msg} at character {exc.pos}); send "
             "the arguments as a JSON value, or as JSON text."
         ) from None
+    except RecursionError:
+        raise BadUserInput(f"`{where}` nests JSON too deeply; flatten it.") from None
 
 
 _INPUT_NAMES = dict(zip(_KINDS, stored_parts.INPUT_NAMES.values(), strict=True))
