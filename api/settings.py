@@ -84,7 +84,10 @@ class Settings(BaseSettings):
         default=16 * 1024, ge=2, description="Bytes of a context's metadata serialized as JSON."
     )
     max_content_length: int = Field(
-        default=1_000_000, ge=1, description="Characters in one message's content."
+        default=1_000_000,
+        ge=1,
+        description="Characters in one message's content, or in its parts serialized as JSON "
+        "(data: URLs included).",
     )
     max_messages_per_append: int = Field(
         default=1_000, ge=1, description="Messages in one appendMessages or createContext call."

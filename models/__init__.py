@@ -2,6 +2,15 @@
 
 from models.base import EMBEDDING_DIMENSIONS, metadata
 from models.context import Context
-from models.message import ROLES, Message
+from models.message import ROLES, STATUSES, Message
+from models.tool_call import ToolCall
 
-__all__ = ["EMBEDDING_DIMENSIONS", "ROLES", "Context", "Message", "metadata"]
+__all__ = [
+    "EMBEDDING_DIMENSIONS",
+    "ROLES",
+    "STATUSES",
+    "Context",
+    "Message",
+    "ToolCall",
+    "metadata",
+]

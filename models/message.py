@@ -2,15 +2,22 @@
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from pgvector.sqlalchemy import Vector
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from models.base import EMBEDDING_DIMENSIONS
 
 ROLES = ("user", "assistant", "system", "tool")
 """Stored role values; the API exposes them as the MessageRole enum."""
+
+STATUSES = ("in_progress", "incomplete")
+"""Stored status values besides NULL, which is COMPLETED (every row written before
+statuses existed, and every message written whole): one representation of the common
+case, so old and new rows compare alike."""
 
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 128
@@ -33,6 +40,9 @@ class Message(SQLModel, table=True):
             "role IN (" + ", ".join(f"'{r}'" for r in ROLES) + ")", name="role_valid"
         ),
         sa.CheckConstraint("version >= 1", name="version_positive"),
+        sa.CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="status_valid"
+        ),
         # The deleted messages of a context by version: what a fork's counters at an
         # older version subtract from the prefix sums (api/store/contexts.py). Few
         # rows, so a fork stays O(deleted) instead of O(history).
@@ -73,7 +83,30 @@ class Message(SQLModel, table=True):
         sa_column_kwargs={"server_default": sa.func.now(), "nullable": False},
     )
     role: str = Field(sa_type=sa.Text, nullable=False, description="Who wrote the message.")
-    content: str = Field(sa_type=sa.Text, nullable=False, description="The message text.")
+    content: str = Field(
+        sa_type=sa.Text,
+        nullable=False,
+        description="The message text: the text of its text parts joined by a blank line "
+        "('' when it has none). Kept beside `parts` so that text readers (a chat page, "
+        "keyword search) read a column, not JSON.",
+    )
+    parts: list[dict[str, Any]] | None = Field(
+        default=None,
+        sa_type=JSONB,
+        description="The content as typed parts (api/store/parts.py has the stored form); "
+        "NULL when it is one text part, `content` (every row written before parts existed).",
+    )
+    status: str | None = Field(
+        default=None,
+        sa_type=sa.Text,
+        description="in_progress or incomplete; NULL when completed (see STATUSES).",
+    )
+    usage: dict[str, Any] | None = Field(
+        default=None,
+        sa_type=JSONB,
+        description="Token usage the provider reported (input_tokens, output_tokens, "
+        "cached_input_tokens, reasoning_tokens), if given.",
+    )
     tool_call_id: str | None = Field(
         default=None, sa_type=sa.Text, description="For tool messages: the call they answer."
     )

@@ -54,6 +54,7 @@ async def tag(engine: AsyncEngine) -> AsyncIterator[dict[str, str]]:
     async with engine.begin() as conn:
         params = {"tag": json.dumps(marker)}
         await conn.execute(sa.text(f"DELETE FROM messages WHERE context_id IN ({mine})"), params)
+        await conn.execute(sa.text(f"DELETE FROM tool_calls WHERE context_id IN ({mine})"), params)
         # Forks and their parents go in one statement: foreign keys are checked at its end.
         await conn.execute(sa.text(f"DELETE FROM contexts WHERE id IN ({mine})"), params)
 
@@ -84,6 +85,7 @@ async def lock_waiters(engine: AsyncEngine) -> int:
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                     " AND datname = current_database() AND pid <> pg_backend_pid()"
                     " AND query NOT LIKE 'WITH requests AS%'"
+                    " AND query NOT LIKE 'WITH RECURSIVE requests AS%'"
                 )
             )
         ).scalar_one()

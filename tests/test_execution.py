@@ -9,6 +9,7 @@ from typing import Any
 
 from graphql import GraphQLEnumType, GraphQLScalarType, coerce_input_value
 from sqlalchemy.ext.asyncio import AsyncConnection
+from strawberry import UNSET
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.arguments import convert_argument
 from strawberry.types.base import StrawberryList, get_object_definition
@@ -17,6 +18,16 @@ from api.graphql.context import RequestContext
 from api.graphql.enums import ContextOrderField, MessageRole, OrderDirection
 from api.graphql.execution import PlainFieldExecutionContext, serializer
 from api.graphql.inputs import ContextFilter, ContextOrder, MessageInput
+from api.graphql.parts import (
+    DataPartInput,
+    FilePartInput,
+    ImagePartInput,
+    MessagePartInput,
+    ReasoningPartInput,
+    TokenUsageInput,
+    ToolCallPartInput,
+    ToolResultPartInput,
+)
 from api.graphql.schema import build_schema
 from api.store.inputs import Limits
 from tests.conftest import GraphQLClient, RollbackConnector
@@ -168,6 +179,18 @@ def test_input_objects_build_as_strawberry_builds_them(monkeypatch: Any) -> None
         },
         {"role": "USER", "content": ""},
         {"role": "ASSISTANT", "content": "x", "id": None, "embedding": None},
+        {
+            "role": "ASSISTANT",
+            "parts": [
+                {"text": "t"},
+                {"toolCall": {"callId": "c", "name": "n", "arguments": {"a": [1]}}},
+                {"reasoning": {"text": None, "encrypted": "e"}},
+                {"image": {"url": "https://x/y.png"}},
+            ],
+            "status": "INCOMPLETE",
+            "usage": {"inputTokens": 1, "reasoningTokens": None},
+        },
+        {"role": "TOOL", "parts": [{"toolResult": {"callId": "c", "output": "o"}}], "usage": None},
     ]
     full_filter = {
         "nameContains": "a",
@@ -191,15 +214,31 @@ def test_input_objects_build_as_strawberry_builds_them(monkeypatch: Any) -> None
         return [convert_argument(v, t, registry, schema.config) for v, t in cases]
 
     ours = convert()
-    for cls in (MessageInput, ContextFilter, ContextOrder):
+    for cls in (MessageInput, ContextFilter, ContextOrder, *PART_INPUTS):
         monkeypatch.setattr(get_object_definition(cls, strict=True), "from_input", None)
     assert ours == convert()
-    assert [type(m) for m in ours[0]] == [MessageInput] * 3
+    assert [type(m) for m in ours[0]] == [MessageInput] * 5
+    assert [type(p) for p in ours[0][3].parts] == [MessagePartInput] * 4
+    assert type(ours[0][3].parts[1].tool_call) is ToolCallPartInput
+    assert ours[0][3].parts[0].image is UNSET
+    assert type(ours[0][3].usage) is TokenUsageInput
     assert ours[0][0].embedding == embedding
     assert ours[0][0].embedding is not cases[0][0][0]["embedding"]
     assert ours[4] == ContextOrder(
         field=ContextOrderField.UPDATED_AT, direction=OrderDirection.DESC
     )
+
+
+PART_INPUTS = (
+    MessagePartInput,
+    TokenUsageInput,
+    ImagePartInput,
+    FilePartInput,
+    ToolCallPartInput,
+    ToolResultPartInput,
+    ReasoningPartInput,
+    DataPartInput,
+)
 
 
 def _outcome(serialize: Any, value: Any) -> Any:

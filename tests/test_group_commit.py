@@ -178,7 +178,7 @@ class RefusesGroupedStatements:
             self.owner, self.direct = owner, direct
 
         async def execute(self, stmt: Any, params: dict[str, Any] | None = None) -> Rows:
-            if stmt is messages_store._APPEND_SEVERAL:
+            if stmt in messages_store._APPEND_SEVERAL.values():
                 self.owner.refused += 1
                 raise asyncpg.exceptions.QueryCanceledError("canceling statement due to timeout")
             return await self.direct.execute(stmt, params)
@@ -237,9 +237,13 @@ async def test_append_statements_find_their_contexts_by_primary_key(engine: Asyn
     append read every context. The generic plan PostgreSQL keeps for the prepared
     statement must probe the primary key instead, whatever the table's size."""
     statements = {
-        "one": messages_store._APPEND,
-        "several": messages_store._APPEND_SEVERAL,
-        "with client ids": messages_store._APPEND_WITH_IDS,
+        f"{name}{' with tool calls' if tools else ''}": variants[tools]
+        for name, variants in (
+            ("one", messages_store._APPEND),
+            ("several", messages_store._APPEND_SEVERAL),
+            ("with client ids", messages_store._APPEND_WITH_IDS),
+        )
+        for tools in (False, True)
     }
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection

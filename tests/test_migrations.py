@@ -109,3 +109,37 @@ def test_prefix_token_sums_are_backfilled(database_url: str) -> None:
         assert [(r["version"], r["prefix_tokens"]) for r in messages] == [(1, 5), (2, 5), (3, 12)]
         contexts = asyncio.run(_fetch(url, "SELECT id::text, own_tokens FROM contexts ORDER BY id"))
         assert [r["own_tokens"] for r in contexts] == [12, 0]
+
+
+def test_parts_columns_are_added_without_rewriting_messages(database_url: str) -> None:
+    """0004 adds parts, status and usage as catalog-only columns: the messages table keeps
+    its file (no rewrite, whatever its size) and its rows, which read as before (NULL
+    parts: one text part, the content; NULL status: COMPLETED)."""
+    with scratch_database(database_url) as url:
+        config = alembic_config(url)
+        command.upgrade(config, "0002")
+        asyncio.run(
+            _fetch(
+                url,
+                "WITH r AS (INSERT INTO contexts (id, latest_version) VALUES"
+                " ('00000000-0000-4000-8000-000000000001', 2) RETURNING id)"
+                " INSERT INTO messages (context_id, version, role, content, prefix_tokens)"
+                " VALUES ('00000000-0000-4000-8000-000000000001', 1, 'user', 'a', 0),"
+                " ('00000000-0000-4000-8000-000000000001', 2, 'assistant', 'b', 0)",
+            )
+        )
+        node = "SELECT relfilenode FROM pg_class WHERE relname = 'messages'"
+        before = asyncio.run(_fetch(url, node))[0]["relfilenode"]
+        command.upgrade(config, "head")
+        assert asyncio.run(_fetch(url, node))[0]["relfilenode"] == before
+        rows = asyncio.run(
+            _fetch(url, "SELECT content, parts, status, usage FROM messages ORDER BY version")
+        )
+        assert [tuple(r) for r in rows] == [("a", None, None, None), ("b", None, None, None)]
+        constraint = asyncio.run(
+            _fetch(
+                url,
+                "SELECT convalidated FROM pg_constraint WHERE conname = 'ck_messages_status_valid'",
+            )
+        )
+        assert [r["convalidated"] for r in constraint] == [True]

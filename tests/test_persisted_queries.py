@@ -114,6 +114,12 @@ def test_apollo_and_urql_automatic_persisted_queries(node_client: Path, apq_serv
         ("GET", "query", 200, "data"),
     ]
     assert summary(steps["urql query, known hash"]["exchanges"]) == [("GET", "hash", 200, "data")]
+    # a document whose URL would be too long (a chat page with every message's parts):
+    # the hash still goes first as a GET, the text in a POST
+    assert summary(steps["urql long query, first time"]["exchanges"]) == [
+        ("GET", "hash", 200, "PersistedQueryNotFound"),
+        ("POST", "query", 200, "data"),
+    ]
 
     # The same hash-only GET from anything else (curl sends Accept: */*) gets
     # JSON, not the GraphiQL page.
@@ -177,7 +183,7 @@ def test_generated_client_against_trusted_documents_server(
     statuses = {step["name"]: step["status"] for step in report["steps"]}
     assert done.returncode == 0, (statuses, done.stderr)
     assert set(statuses.values()) == {"passed"}
-    assert len(statuses) == 8
+    assert len(statuses) == 10
 
     # The same client sending full texts (as any hand-written client would) is refused,
     # over HTTP and over the WebSocket.
@@ -378,7 +384,7 @@ def test_trusted_documents_manifest_is_checked_when_settings_load(tmp_path: Path
     with pytest.raises(ValidationError, match="is not JSON"):
         test_settings(trusted_documents=not_json)
     assert test_settings(trusted_documents=MANIFEST).trusted_documents == MANIFEST
-    assert len(load_trusted_documents(MANIFEST)) == 7
+    assert len(load_trusted_documents(MANIFEST)) == 8
 
 
 def test_client_operations_and_manifest_fit_the_schema() -> None:
@@ -395,7 +401,7 @@ def test_client_operations_and_manifest_fit_the_schema() -> None:
         if path.name != "fragments.graphql"
     }
     documents.update({h: (text, True) for h, text in load_trusted_documents(MANIFEST).items()})
-    assert len(documents) == 14
+    assert len(documents) == 16
     problems = {}
     for name, (text, whole) in documents.items():
         rules = [r for r in specified_rules if whole or r is not NoUnusedFragmentsRule]

@@ -24,8 +24,19 @@ from ctxgraph_client import (
     ContextFilter,
     CtxgraphClient,
     GraphQLClientGraphQLMultiError,
+    MessageFieldsPartsReasoningPart,
+    MessageFieldsPartsTextPart,
+    MessageFieldsPartsToolCallPart,
+    MessageFieldsPartsToolResultPart,
+    MessageFormat,
     MessageInput,
+    MessagePartInput,
     MessageRole,
+    MessageStatus,
+    ReasoningPartInput,
+    TokenUsageInput,
+    ToolCallPartInput,
+    ToolResultPartInput,
 )
 from ctxgraph_client.async_base_client import HttpClient
 from ctxgraph_client.message_appended import MessageAppended
@@ -136,6 +147,80 @@ async def test_history_pages_and_listing(client: CtxgraphClient) -> None:
     listed = await client.contexts(filter_=ContextFilter(metadata_contains={"tag": tag}))
     assert listed.contexts.total_count == 2
     assert {c.id for c in listed.contexts.nodes} == {context.id, fork.id}
+
+
+async def test_a_tool_call_exchange_is_stored_and_read_as_parts(client: CtxgraphClient) -> None:
+    """An agent's turn through the generated client: typed part inputs in, the
+    MessagePart union out (a pydantic model per member, told apart by __typename), and
+    the same exchange appended in a provider's format."""
+    context = (await client.create_context(messages=[user("Weather in Paris?")])).create_context
+    call_id = f"call-{uuid.uuid4().hex[:8]}"
+    turn = [
+        MessageInput(
+            role=MessageRole.ASSISTANT,
+            usage=TokenUsageInput(input_tokens=40, output_tokens=8),
+            parts=[
+                MessagePartInput(reasoning=ReasoningPartInput(text="Use the tool.")),
+                MessagePartInput(
+                    tool_call=ToolCallPartInput(
+                        call_id=call_id, name="get_weather", arguments={"city": "Paris"}
+                    )
+                ),
+            ],
+        ),
+        MessageInput(
+            role=MessageRole.TOOL,
+            parts=[
+                MessagePartInput(
+                    tool_result=ToolResultPartInput(call_id=call_id, output={"tempC": 18})
+                )
+            ],
+        ),
+        MessageInput(role=MessageRole.ASSISTANT, parts=[MessagePartInput(text="18°C.")]),
+    ]
+    await client.append_messages(context.id, turn, expected_version=1)
+    page = await client.chat_history(context.id)
+    assert page.context is not None
+    _, called, answered, replied = page.context.messages.nodes
+    reasoning, call = called.parts
+    assert isinstance(reasoning, MessageFieldsPartsReasoningPart)
+    assert isinstance(call, MessageFieldsPartsToolCallPart)
+    assert (call.call_id, call.name, call.arguments) == (call_id, "get_weather", {"city": "Paris"})
+    assert called.usage is not None
+    assert (called.usage.input_tokens, called.status) == (40, MessageStatus.COMPLETED)
+    (result,) = answered.parts
+    assert isinstance(result, MessageFieldsPartsToolResultPart)
+    assert (result.call_id, result.output, result.is_error) == (call_id, {"tempC": 18}, False)
+    assert isinstance(replied.parts[0], MessageFieldsPartsTextPart)
+    assert replied.content == "18°C."
+
+    chat = [
+        {"role": "user", "content": "And Rome?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call-rome",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call-rome", "content": "21C"},
+    ]
+    key = str(uuid.uuid4())
+    formatted = await client.append_formatted(
+        context.id, MessageFormat.OPENAI_CHAT, chat, idempotency_key=key
+    )
+    again = await client.append_formatted(
+        context.id, MessageFormat.OPENAI_CHAT, chat, idempotency_key=key
+    )
+    versions = [m.version for m in formatted.append_formatted.messages]
+    assert versions == [5, 6, 7] == [m.version for m in again.append_formatted.messages]
+    rome = formatted.append_formatted.messages[1].parts[0]
+    assert isinstance(rome, MessageFieldsPartsToolCallPart)
+    assert rome.arguments == {"city": "Rome"}
 
 
 async def test_errors_carry_their_code(client: CtxgraphClient) -> None:

@@ -301,3 +301,62 @@ async def test_a_chat_page_statement_gets_a_generic_plan(
     ).all()
     assert plans, "the chat page's statement was not prepared"
     assert sum(generic for generic, _ in plans) >= 10, plans
+
+
+PARTS_PAGE = (
+    "query($id: ID!, $n: Int) { context(id: $id) { id messages(last: $n) { nodes { id version"
+    " role content status parts { __typename ... on TextPart { text }"
+    " ... on ToolCallPart { callId name arguments } ... on ToolResultPart { callId output }"
+    " ... on ReasoningPart { text } } usage { outputTokens } } } } }"
+)
+
+
+async def test_a_chat_page_selecting_parts_is_one_statement(
+    live_client: GraphQLClient, statements: StatementLog
+) -> None:
+    """Parts live on the message row: a chat page that selects them is the one statement
+    of a chat page, whatever its size, with no query per message. An append with tool
+    calls or results is one statement too (its history's answers read in it)."""
+    c = live_client
+    ctx = await create_context(c, messages=[user("q")])
+    for i in range(12):  # 12 x (assistant with a call, tool result, assistant text, user)
+        exchange: list[dict[str, Any]] = [
+            {
+                "role": "ASSISTANT",
+                "parts": [
+                    {"reasoning": {"text": "think"}},
+                    {"toolCall": {"callId": f"k{i}", "name": "f", "arguments": {"i": i}}},
+                ],
+                "usage": {"outputTokens": 7},
+            },
+            {"role": "TOOL", "parts": [{"toolResult": {"callId": f"k{i}", "output": {"ok": i}}}]},
+            {"role": "ASSISTANT", "parts": [{"text": f"done {i}"}]},
+            user(f"next {i}"),
+        ]
+        for message in exchange:
+            statements.clear()
+            await append(c, ctx["id"], [message])
+            assert len(statements) == 1, statements.statements
+    branch = await fork(c, ctx["id"])
+    for cid, label in ((ctx["id"], "root"), (branch["id"], "fork")):
+        data, few = await measure(c, statements, PARTS_PAGE, {"id": cid, "n": 5})
+        data, many = await measure(c, statements, PARTS_PAGE, {"id": cid, "n": 49})
+        show(f"chat page selecting parts, 5 messages ({label})", few)
+        show(f"chat page selecting parts, 49 messages ({label})", many)
+        assert len(few) == len(many) == 1
+        nodes = data["context"]["messages"]["nodes"]
+        assert len(nodes) == 49
+        kinds = [[p["__typename"] for p in n["parts"]] for n in nodes[-4:]]
+        assert kinds == [
+            ["ReasoningPart", "ToolCallPart"],
+            ["ToolResultPart"],
+            ["TextPart"],
+            ["TextPart"],
+        ]
+        assert nodes[-4]["parts"][1] == {
+            "__typename": "ToolCallPart",
+            "callId": "k11",
+            "name": "f",
+            "arguments": {"i": 11},
+        }
+        assert nodes[-4]["usage"] == {"outputTokens": 7}

@@ -10,7 +10,9 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.scalars import JSON
 
+from api import formats
 from api.graphql.context import Info
+from api.graphql.enums import MessageFormat
 from api.graphql.inputs import MessageInput, new_messages
 from api.graphql.types import Context, Message
 from api.services.append import append, append_request
@@ -149,6 +151,53 @@ class Mutation:
             info.context.limits, context_id, new_messages(messages), expected_version
         )
         # a transaction, or none for a batch that is one statement (atomic by itself)
+        rows = await append(info.context.db, request)
+        info.context.loaders.clear()  # as _write does
+        return AppendMessagesPayload(messages=rows, _context_id=request.context_id)  # type: ignore[arg-type]
+
+    @strawberry.mutation(
+        description="Append messages given in a provider format, converted to parts "
+        "(docs/formats.md: what maps to what, what is dropped), atomically as appendMessages "
+        "does and under the same rules. idempotencyKey (a UUID) makes a retry return the "
+        "stored messages: the message ids are derived from it."
+    )
+    async def append_formatted(
+        self,
+        info: Info,
+        context_id: Annotated[
+            strawberry.ID, strawberry.argument(description="The context to append to.")
+        ],
+        format: Annotated[
+            MessageFormat, strawberry.argument(description="The format of messages.")
+        ],
+        messages: Annotated[
+            JSON,
+            strawberry.argument(
+                description="OPENAI_CHAT: the value of messages; OPENAI_RESPONSES: input "
+                "items (e.g. a response's output); ANTHROPIC: {system, messages} (a message "
+                "may be a whole returned Message: its model and usage are kept); AI_SDK_UI: "
+                "UIMessage[]."
+            ),
+        ],
+        expected_version: Annotated[
+            int | None,
+            strawberry.argument(
+                description="Optimistic concurrency: the latestVersion you last saw."
+            ),
+        ] = None,
+        idempotency_key: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(
+                description="A UUID chosen for this append: sending it again with the same "
+                "messages returns the stored messages instead of appending twice."
+            ),
+        ] = None,
+    ) -> AppendMessagesPayload:
+        limits = info.context.limits
+        parse_id(context_id, "contextId")
+        retry_key = None if idempotency_key is None else parse_id(idempotency_key, "idempotencyKey")
+        new, where_of = formats.to_new_messages(str(format.value), messages, retry_key)
+        request = append_request(limits, context_id, new, expected_version, where_of)
         rows = await append(info.context.db, request)
         info.context.loaders.clear()  # as _write does
         return AppendMessagesPayload(messages=rows, _context_id=request.context_id)  # type: ignore[arg-type]

@@ -37,6 +37,8 @@ from graphql import (
     validate,
 )
 from graphql.validation import ASTValidationRule
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from api.errors import BadUserInput, CtxgraphError, QueryTooComplex, Unauthenticated
 from api.graphql.context import RequestContext
@@ -175,7 +177,13 @@ class Operations:
         self.limits = limits
         self.executor_class = executor_class
         self.plans = plans
-        self.rules: tuple[type[ASTValidationRule], ...] = tuple(specified_rules)
+        # graphql-core's rules and the two Strawberry adds to them (its Schema.execute
+        # validates with the same list)
+        self.rules: tuple[type[ASTValidationRule], ...] = (
+            *specified_rules,
+            MaybeNullValidationRule,
+            OneOfInputValidationRule,
+        )
         if not introspection:
             self.rules += (NoIntrospection,)
         # by text, bounded by an estimate of the bytes held: a parsed document takes

@@ -23,7 +23,8 @@ from strawberry.types.base import StrawberryObjectDefinition
 import models
 from api.errors import BadUserInput
 from api.graphql.context import Info
-from api.graphql.enums import MessageRole, SearchScope
+from api.graphql.enums import MessageRole, MessageStatus, SearchScope
+from api.graphql.parts import MessagePart, TokenUsage, message_parts, token_usage
 from api.store import pagination
 from api.store.history import HistoryFilter, HistoryPageRequest
 from api.store.inputs import Limits
@@ -455,6 +456,26 @@ class Message(Node):
     deleted_at: strawberry.auto
     role: MessageRole = strawberry.field(description="Who wrote the message.")
     has_embedding: bool = strawberry.field(description="Whether an embedding is stored.")
+    status: MessageStatus = strawberry.field(
+        description="COMPLETED for a message written whole (every message appended with "
+        "appendMessages); INCOMPLETE when it was cut short."
+    )
+
+    @strawberry.field(
+        description="The content as typed parts, in order (a message written with content "
+        "alone has one TextPart). Read from the message's own row: no extra query."
+    )
+    @staticmethod
+    def parts(root: strawberry.Parent[Record]) -> list[MessagePart]:
+        return message_parts(root.parts, root.content)
+
+    @strawberry.field(
+        description="Token usage the provider reported for the call that produced this "
+        "message, if the client gave it. tokenCount stays the number windows and counters use."
+    )
+    @staticmethod
+    def usage(root: strawberry.Parent[Record]) -> TokenUsage | None:
+        return token_usage(root.usage)
 
     @strawberry.field(
         description="The context that owns the row (an ancestor when the message is inherited)."

@@ -20,8 +20,9 @@ from api.store import history, tree
 from api.store.direct import Reads
 from api.store.guards import context_deleted, context_not_found
 from api.store.history import HistoryPage, HistoryPageRequest, history_totals_at_sql
-from api.store.inputs import MAX_TOTAL_TOKENS, NewMessage, over_total_tokens
-from api.store.messages import insert_messages_sql, message_params
+from api.store.inputs import MAX_TOTAL_TOKENS, NewMessage, messages_at, over_total_tokens
+from api.store.messages import TOOL_CALLS_RECORDED, insert_messages_sql, message_params
+from api.store.parts import tool_probes, violation
 from api.store.records import (
     CONTEXT_COLUMNS,
     CONTEXTS_AS_C,
@@ -210,8 +211,16 @@ async def create_context(
         return (await conn.execute(typed(insert_ctx, contexts=True), params)).one()
     params.update(message_params(messages))
     target = "(SELECT id, 0 AS base_version, 0 AS base_tokens FROM created)"
+    # a new root's history is the batch: a result must answer a call of it (the rest of
+    # the tool rules were checked with it, api/store/parts.py tool_probes)
+    tools = ""
+    if any(m.has_tool_parts for m in messages):
+        for probe in tool_probes(messages):
+            if probe.kind == "result":
+                raise violation(probe, called=False, answered=False, where=messages_at)
+        tools = f", {TOOL_CALLS_RECORDED}"  # their calls and results, indexed
     sql = (
-        f"WITH created AS ({insert_ctx}), inserted AS ({insert_messages_sql(target)})"
+        f"WITH created AS ({insert_ctx}), inserted AS ({insert_messages_sql(target)}){tools}"
         " SELECT * FROM created"
     )
     return (await conn.execute(typed(sql, contexts=True), params)).one()

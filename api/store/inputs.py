@@ -8,15 +8,17 @@ to fix it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from api.errors import BadUserInput
 from api.settings import Settings
+from api.store import parts as message_parts
 from models import EMBEDDING_DIMENSIONS, ROLES
 
 MAX_TOTAL_TOKENS = 2_147_483_647
@@ -68,16 +70,28 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class NewMessage:
-    """A validated message to append (role is the stored lowercase value)."""
+    """A message to append, in its stored form (role, status lowercase; parts as
+    api/store/parts.py stores them). Before `check_new_messages`, `parts` (when not
+    None) is every part and `content` is ignored; after it, `content` is their text
+    and `parts` None when they are one plain text part."""
 
     role: str
-    content: str
+    content: str = ""
     id: uuid.UUID | None = None
     tool_call_id: str | None = None
     tool_name: str | None = None
     token_count: int | None = None
     model: str | None = None
     embedding: list[float] | None = None
+    parts: list[dict[str, Any]] | None = None
+    status: str | None = None
+    """None (COMPLETED) or "incomplete"; "in_progress" only through streaming."""
+    usage: dict[str, Any] | None = None
+
+    @property
+    def has_tool_parts(self) -> bool:
+        """Whether the history must be asked about it (api/store/parts.py tool_probes)."""
+        return message_parts.has_tool_parts(self.parts)
 
 
 def parse_id(value: str, argument: str = "id") -> uuid.UUID:
@@ -214,10 +228,21 @@ def check_version(value: int | None, argument: str) -> int | None:
     return value
 
 
+def messages_at(i: int) -> str:
+    """How errors name the i-th message of a batch (the argument `messages`)."""
+    return f"messages[{i}]"
+
+
 def check_new_messages(
-    messages: Sequence[NewMessage], limits: Limits, *, allow_empty: bool = False
+    messages: Sequence[NewMessage],
+    limits: Limits,
+    *,
+    allow_empty: bool = False,
+    where_of: Callable[[int], str] = messages_at,
 ) -> list[NewMessage]:
-    """Validate a batch to append: size, texts, token counts, embeddings, unique ids."""
+    """Validate a batch to append: size, texts, parts and where they may go, token
+    counts, usage, embeddings, unique ids, and the tool-call rules the batch can break by
+    itself (the history's part is the store's). Returns the messages in stored form."""
     if not messages and not allow_empty:
         raise BadUserInput("`messages` must contain at least one message.")
     if len(messages) > limits.max_messages_per_append:
@@ -226,13 +251,30 @@ def check_new_messages(
             "can be appended at once (setting CTXGRAPH_MAX_MESSAGES_PER_APPEND)."
         )
     seen: set[uuid.UUID] = set()
+    checked: list[NewMessage] = []
     for i, m in enumerate(messages):
-        where = f"messages[{i}]"
+        where = where_of(i)
         if m.role not in ROLES:
             raise BadUserInput(f"`{where}.role` must be one of {', '.join(ROLES).upper()}.")
-        check_text(
-            m.content, f"{where}.content", limits.max_content_length, "CTXGRAPH_MAX_CONTENT_LENGTH"
-        )
+        if m.parts is not None:
+            message_parts.check_parts(m.parts, m.role, where, limits)
+            m = dataclasses.replace(
+                m, content=message_parts.content_of(m.parts), parts=message_parts.stored(m.parts)
+            )
+        else:
+            check_text(
+                m.content,
+                f"{where}.content",
+                limits.max_content_length,
+                "CTXGRAPH_MAX_CONTENT_LENGTH",
+            )
+        if m.status not in (None, "incomplete"):
+            raise BadUserInput(
+                f"`{where}.status` must be COMPLETED or INCOMPLETE; IN_PROGRESS messages are "
+                "started by streaming, not appended."
+            )
+        if m.usage is not None:
+            m = dataclasses.replace(m, usage=message_parts.check_usage(m.usage, where))
         for field_name, argument in (
             ("tool_call_id", "toolCallId"),
             ("tool_name", "toolName"),
@@ -258,7 +300,9 @@ def check_new_messages(
             if m.id in seen:
                 raise BadUserInput(f"`{where}.id` repeats an id used earlier in the same batch.")
             seen.add(m.id)
-    tokens = sum(m.token_count or 0 for m in messages)
+        checked.append(m)
+    tokens = sum(m.token_count or 0 for m in checked)
     if tokens > MAX_TOTAL_TOKENS:  # more than any context can hold
         raise over_total_tokens(tokens)
-    return list(messages)
+    message_parts.tool_probes(checked, where_of)
+    return checked

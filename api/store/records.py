@@ -63,9 +63,18 @@ MESSAGE_NAMES = [c.name for c in MESSAGE_COLUMNS] + ["has_embedding"]
 """The names `message_select_list` gives, in its order."""
 
 
+def _message_column(alias: str, name: str) -> str:
+    # NULL is COMPLETED (models/message.py STATUSES): records carry the enum's value, so
+    # Message.status is a plain column field like role
+    if name == "status":
+        return f"coalesce({alias}.status, 'completed') AS status"
+    return f"{alias}.{name}"
+
+
 def message_select_list(alias: str) -> str:
-    """`alias.col, ...` for every message column except the embedding, plus has_embedding."""
-    cols = ", ".join(f"{alias}.{c.name}" for c in MESSAGE_COLUMNS)
+    """`alias.col, ...` for every message column except the embedding, plus has_embedding
+    (and the status as the API names it: 'completed' for NULL)."""
+    cols = ", ".join(_message_column(alias, c.name) for c in MESSAGE_COLUMNS)
     return f"{cols}, ({alias}.embedding IS NOT NULL) AS has_embedding"
 
 

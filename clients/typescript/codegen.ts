@@ -32,6 +32,12 @@ const config: CodegenConfig = {
         },
       },
     },
+    // possibleTypes of the MessagePart union (and the Node interface): what Apollo
+    // Client's InMemoryCache and urql's graphcache need to match fragments on it.
+    './src/gql/possible-types.ts': {
+      plugins: ['fragment-matcher'],
+      config: { useExplicitTyping: true },
+    },
   },
 };
 

@@ -284,6 +284,78 @@ def test_graphiql_in_chromium(server: Server) -> None:
                 }
             }
 
+            # An agent's tool-call exchange (written over HTTP), read in GraphiQL with
+            # inline fragments on the MessagePart union.
+            agent = httpx.post(
+                f"{server.base_url}/graphql",
+                json={
+                    "query": "mutation($m: [MessageInput!]) { createContext(messages: $m) { id } }",
+                    "variables": {
+                        "m": [
+                            {"role": "USER", "content": "weather?"},
+                            {
+                                "role": "ASSISTANT",
+                                "parts": [
+                                    {"reasoning": {"text": "use the tool"}},
+                                    {
+                                        "toolCall": {
+                                            "callId": "c1",
+                                            "name": "get_weather",
+                                            "arguments": {"city": "Paris"},
+                                        }
+                                    },
+                                ],
+                            },
+                            {
+                                "role": "TOOL",
+                                "parts": [{"toolResult": {"callId": "c1", "output": "18C"}}],
+                            },
+                        ]
+                    },
+                },
+                headers={"Authorization": TOKEN},
+                timeout=30,
+            ).json()["data"]["createContext"]
+            parts = _run(
+                page,
+                "Parts",
+                "query Parts {\n"
+                f'  context(id: "{agent["id"]}") {{\n'
+                "    messages(last: 2) { nodes { role parts {\n"
+                "      __typename\n"
+                "      ... on TextPart { text }\n"
+                "      ... on ReasoningPart { text }\n"
+                "      ... on ToolCallPart { callId name arguments }\n"
+                "      ... on ToolResultPart { callId output isError }\n"
+                "    } } }\n  }\n}\n",
+                expect="ToolResultPart",
+            )
+            assert parts["data"]["context"]["messages"]["nodes"] == [
+                {
+                    "role": "ASSISTANT",
+                    "parts": [
+                        {"__typename": "ReasoningPart", "text": "use the tool"},
+                        {
+                            "__typename": "ToolCallPart",
+                            "callId": "c1",
+                            "name": "get_weather",
+                            "arguments": {"city": "Paris"},
+                        },
+                    ],
+                },
+                {
+                    "role": "TOOL",
+                    "parts": [
+                        {
+                            "__typename": "ToolResultPart",
+                            "callId": "c1",
+                            "output": "18C",
+                            "isError": False,
+                        }
+                    ],
+                },
+            ], parts
+
             # A subscription over graphql-transport-ws: first the replayed history,
             # then a message appended by another client while it runs.
             _enter_operation(

@@ -8,6 +8,13 @@ import { createClient as createWsClient } from 'graphql-ws';
 import type { Client as WsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
+/**
+ * The members of the schema's unions and interfaces (MessagePart: TextPart, ToolCallPart,
+ * ...), for caches that match fragments on them: Apollo Client's
+ * `new InMemoryCache({ possibleTypes })`, urql graphcache's `possibleTypes`.
+ */
+export { default as introspection } from './gql/possible-types';
+
 export interface CtxgraphClientOptions {
   /** The GraphQL endpoint, e.g. http://127.0.0.1:8000/graphql (ws:// is derived from it). */
   url: string;

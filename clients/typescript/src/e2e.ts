@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import type { CombinedError, OperationResult } from '@urql/core';
 import { createCtxgraphClient } from './client';
 import {
+  AppendFormattedDocument,
   AppendMessagesDocument,
   ChatHistoryDocument,
   ContextsDocument,
@@ -234,6 +235,66 @@ await step('similarMessages (search the tree)', async () => {
   check(top.message.version === assistantVersion && top.message.context.id === contextId, 'the answer is nearest');
   check(Math.abs(top.distance) < 1e-6, `distance 0 to itself (got ${top.distance})`);
   return `${data.similarMessages.length} matches, nearest v${top.message.version} at ${top.distance.toFixed(6)}`;
+});
+
+await step('tool-call exchange (parts)', async () => {
+  // An agent's turn: the model calls a tool, the tool answers, the model replies.
+  const turn: MessageInput[] = [
+    { role: 'USER', content: 'Weather in Paris?' },
+    {
+      role: 'ASSISTANT',
+      model: 'gpt-4o',
+      usage: { inputTokens: 42, outputTokens: 9 },
+      parts: [
+        { reasoning: { text: 'I need the weather tool.' } },
+        { toolCall: { callId: `call-${run}`, name: 'get_weather', arguments: { city: 'Paris' } } },
+      ],
+    },
+    { role: 'TOOL', parts: [{ toolResult: { callId: `call-${run}`, output: { tempC: 18 } } }] },
+    { role: 'ASSISTANT', parts: [{ text: 'It is 18°C in Paris.' }] },
+  ];
+  dataOf(await client.mutation(AppendMessagesDocument, { contextId: forkId, messages: turn }));
+  const page = dataOf(await client.query(ChatHistoryDocument, { contextId: forkId, last: 3 })).context;
+  check(page !== null && page !== undefined, 'fork found');
+  const [call, result, reply] = page.messages.nodes;
+  check(call !== undefined && result !== undefined && reply !== undefined, 'three messages');
+  const toolCall = call.parts.find((p) => p.__typename === 'ToolCallPart');
+  check(toolCall?.__typename === 'ToolCallPart', 'the assistant message holds a ToolCallPart');
+  check(toolCall.name === 'get_weather' && (toolCall.arguments as { city?: string }).city === 'Paris', 'its arguments');
+  check(call.usage?.outputTokens === 9 && call.status === 'COMPLETED', 'usage and status');
+  const answer = result.parts[0];
+  check(answer?.__typename === 'ToolResultPart' && answer.callId === toolCall.callId, 'the result answers the call');
+  check((answer.output as { tempC?: number }).tempC === 18 && !answer.isError, 'its output');
+  check(reply.parts[0]?.__typename === 'TextPart' && reply.content === 'It is 18°C in Paris.', 'the reply');
+  return `call ${toolCall.callId} answered at v${result.version}, reply v${reply.version}`;
+});
+
+await step('appendFormatted (AI_SDK_UI, retried)', async () => {
+  // What useChat holds after a tool round trip, appended as is; the retry is a no-op.
+  const ui = [
+    { id: 'u1', role: 'user', parts: [{ type: 'text', text: 'And Rome?' }] },
+    {
+      id: 'a1',
+      role: 'assistant',
+      parts: [
+        { type: 'step-start' },
+        { type: 'tool-get_weather', toolCallId: `ui-${run}`, state: 'output-available', input: { city: 'Rome' }, output: { tempC: 21 } },
+        { type: 'step-start' },
+        { type: 'text', text: '21°C in Rome.' },
+      ],
+    },
+  ];
+  const idempotencyKey = randomUUID();
+  const vars = { contextId: forkId, format: 'AI_SDK_UI' as const, messages: ui, idempotencyKey };
+  const first = dataOf(await client.mutation(AppendFormattedDocument, vars)).appendFormatted;
+  const again = dataOf(await client.mutation(AppendFormattedDocument, vars)).appendFormatted;
+  const roles = first.messages.map((m) => m.role).join();
+  check(roles === 'USER,ASSISTANT,TOOL,ASSISTANT', `one message per step, results in a TOOL message (got ${roles})`);
+  check(first.messages.map((m) => m.id).join() === again.messages.map((m) => m.id).join(), 'the retry returns them');
+  check(again.context.latestVersion === first.context.latestVersion, 'and appends nothing');
+  const result = first.messages[2]?.parts[0];
+  check(result?.__typename === 'ToolResultPart' && (result.output as { tempC?: number }).tempC === 21, 'the result');
+  return `${first.messages.length} messages at v${first.messages[0]?.version}..${first.context.latestVersion}`;
 });
 
 await close();

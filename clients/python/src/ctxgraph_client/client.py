@@ -4,13 +4,14 @@
 from collections.abc import AsyncIterator
 from typing import Any, Optional, Union
 
+from .append_formatted import AppendFormatted
 from .append_messages import AppendMessages
 from .async_base_client import AsyncBaseClient
 from .base_model import UNSET, UnsetType
 from .chat_history import ChatHistory
 from .contexts import Contexts
 from .create_context import CreateContext
-from .enums import MessageRole, SearchScope
+from .enums import MessageFormat, MessageRole, SearchScope
 from .fork_context import ForkContext
 from .input_types import ContextFilter, ContextOrder, MessageInput
 from .message_appended import MessageAppended
@@ -22,6 +23,109 @@ def gql(q: str) -> str:
 
 
 class CtxgraphClient(AsyncBaseClient):
+    async def append_formatted(
+        self,
+        context_id: str,
+        format: MessageFormat,
+        messages: Any,
+        expected_version: Union[Optional[int], UnsetType] = UNSET,
+        idempotency_key: Union[Optional[str], UnsetType] = UNSET,
+        **kwargs: Any,
+    ) -> AppendFormatted:
+        query = gql("""
+            mutation AppendFormatted($contextId: ID!, $format: MessageFormat!, $messages: JSON!, $expectedVersion: Int, $idempotencyKey: ID) {
+              appendFormatted(
+                contextId: $contextId
+                format: $format
+                messages: $messages
+                expectedVersion: $expectedVersion
+                idempotencyKey: $idempotencyKey
+              ) {
+                messages {
+                  ...MessageFields
+                }
+                context {
+                  id
+                  latestVersion
+                  messageCount
+                  totalTokens
+                  updatedAt
+                }
+              }
+            }
+
+            fragment MessageFields on Message {
+              id
+              version
+              role
+              content
+              toolCallId
+              toolName
+              tokenCount
+              model
+              hasEmbedding
+              createdAt
+              status
+              usage {
+                inputTokens
+                outputTokens
+                cachedInputTokens
+                reasoningTokens
+              }
+              parts {
+                ...MessagePartFields
+              }
+            }
+
+            fragment MessagePartFields on MessagePart {
+              __typename
+              ... on TextPart {
+                text
+              }
+              ... on ImagePart {
+                url
+                mediaType
+                detail
+              }
+              ... on FilePart {
+                url
+                mediaType
+                filename
+              }
+              ... on ToolCallPart {
+                callId
+                name
+                arguments
+              }
+              ... on ToolResultPart {
+                callId
+                output
+                isError
+              }
+              ... on ReasoningPart {
+                text
+                encrypted
+                provider
+              }
+              ... on DataPart {
+                name
+                data
+              }
+            }
+            """)
+        variables: dict[str, object] = {
+            "contextId": context_id,
+            "format": format,
+            "messages": messages,
+            "expectedVersion": expected_version,
+            "idempotencyKey": idempotency_key,
+        }
+        response = await self.execute(
+            query=query, operation_name="AppendFormatted", variables=variables, **kwargs
+        )
+        data = self.get_data(response)
+        return AppendFormatted.model_validate(data)
+
     async def append_messages(
         self,
         context_id: str,
@@ -60,6 +164,52 @@ class CtxgraphClient(AsyncBaseClient):
               model
               hasEmbedding
               createdAt
+              status
+              usage {
+                inputTokens
+                outputTokens
+                cachedInputTokens
+                reasoningTokens
+              }
+              parts {
+                ...MessagePartFields
+              }
+            }
+
+            fragment MessagePartFields on MessagePart {
+              __typename
+              ... on TextPart {
+                text
+              }
+              ... on ImagePart {
+                url
+                mediaType
+                detail
+              }
+              ... on FilePart {
+                url
+                mediaType
+                filename
+              }
+              ... on ToolCallPart {
+                callId
+                name
+                arguments
+              }
+              ... on ToolResultPart {
+                callId
+                output
+                isError
+              }
+              ... on ReasoningPart {
+                text
+                encrypted
+                provider
+              }
+              ... on DataPart {
+                name
+                data
+              }
             }
             """)
         variables: dict[str, object] = {
@@ -126,6 +276,52 @@ class CtxgraphClient(AsyncBaseClient):
               model
               hasEmbedding
               createdAt
+              status
+              usage {
+                inputTokens
+                outputTokens
+                cachedInputTokens
+                reasoningTokens
+              }
+              parts {
+                ...MessagePartFields
+              }
+            }
+
+            fragment MessagePartFields on MessagePart {
+              __typename
+              ... on TextPart {
+                text
+              }
+              ... on ImagePart {
+                url
+                mediaType
+                detail
+              }
+              ... on FilePart {
+                url
+                mediaType
+                filename
+              }
+              ... on ToolCallPart {
+                callId
+                name
+                arguments
+              }
+              ... on ToolResultPart {
+                callId
+                output
+                isError
+              }
+              ... on ReasoningPart {
+                text
+                encrypted
+                provider
+              }
+              ... on DataPart {
+                name
+                data
+              }
             }
             """)
         variables: dict[str, object] = {
@@ -297,6 +493,52 @@ class CtxgraphClient(AsyncBaseClient):
               model
               hasEmbedding
               createdAt
+              status
+              usage {
+                inputTokens
+                outputTokens
+                cachedInputTokens
+                reasoningTokens
+              }
+              parts {
+                ...MessagePartFields
+              }
+            }
+
+            fragment MessagePartFields on MessagePart {
+              __typename
+              ... on TextPart {
+                text
+              }
+              ... on ImagePart {
+                url
+                mediaType
+                detail
+              }
+              ... on FilePart {
+                url
+                mediaType
+                filename
+              }
+              ... on ToolCallPart {
+                callId
+                name
+                arguments
+              }
+              ... on ToolResultPart {
+                callId
+                output
+                isError
+              }
+              ... on ReasoningPart {
+                text
+                encrypted
+                provider
+              }
+              ... on DataPart {
+                name
+                data
+              }
             }
             """)
         variables: dict[str, object] = {
@@ -352,6 +594,52 @@ class CtxgraphClient(AsyncBaseClient):
               model
               hasEmbedding
               createdAt
+              status
+              usage {
+                inputTokens
+                outputTokens
+                cachedInputTokens
+                reasoningTokens
+              }
+              parts {
+                ...MessagePartFields
+              }
+            }
+
+            fragment MessagePartFields on MessagePart {
+              __typename
+              ... on TextPart {
+                text
+              }
+              ... on ImagePart {
+                url
+                mediaType
+                detail
+              }
+              ... on FilePart {
+                url
+                mediaType
+                filename
+              }
+              ... on ToolCallPart {
+                callId
+                name
+                arguments
+              }
+              ... on ToolResultPart {
+                callId
+                output
+                isError
+              }
+              ... on ReasoningPart {
+                text
+                encrypted
+                provider
+              }
+              ... on DataPart {
+                name
+                data
+              }
             }
             """)
         variables: dict[str, object] = {

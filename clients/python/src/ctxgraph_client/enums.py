@@ -10,11 +10,24 @@ class ContextOrderField(str, Enum):
     NAME = "NAME"
 
 
+class MessageFormat(str, Enum):
+    OPENAI_CHAT = "OPENAI_CHAT"
+    OPENAI_RESPONSES = "OPENAI_RESPONSES"
+    ANTHROPIC = "ANTHROPIC"
+    AI_SDK_UI = "AI_SDK_UI"
+
+
 class MessageRole(str, Enum):
     USER = "USER"
     ASSISTANT = "ASSISTANT"
     SYSTEM = "SYSTEM"
     TOOL = "TOOL"
+
+
+class MessageStatus(str, Enum):
+    COMPLETED = "COMPLETED"
+    IN_PROGRESS = "IN_PROGRESS"
+    INCOMPLETE = "INCOMPLETE"
 
 
 class OrderDirection(str, Enum):

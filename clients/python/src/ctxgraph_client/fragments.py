@@ -2,12 +2,12 @@
 # Source: ../typescript/operations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import Field
 
 from .base_model import BaseModel
-from .enums import MessageRole
+from .enums import MessageRole, MessageStatus
 
 
 class ContextFields(BaseModel):
@@ -39,6 +39,75 @@ class MessageFields(BaseModel):
     model: Optional[str]
     has_embedding: bool = Field(alias="hasEmbedding")
     created_at: datetime = Field(alias="createdAt")
+    status: MessageStatus
+    usage: Optional["MessageFieldsUsage"]
+    parts: list[
+        Annotated[
+            Union[
+                "MessageFieldsPartsTextPart",
+                "MessageFieldsPartsImagePart",
+                "MessageFieldsPartsFilePart",
+                "MessageFieldsPartsToolCallPart",
+                "MessageFieldsPartsToolResultPart",
+                "MessageFieldsPartsReasoningPart",
+                "MessageFieldsPartsDataPart",
+            ],
+            Field(discriminator="typename__"),
+        ]
+    ]
+
+
+class MessageFieldsUsage(BaseModel):
+    input_tokens: Optional[int] = Field(alias="inputTokens")
+    output_tokens: Optional[int] = Field(alias="outputTokens")
+    cached_input_tokens: Optional[int] = Field(alias="cachedInputTokens")
+    reasoning_tokens: Optional[int] = Field(alias="reasoningTokens")
+
+
+class MessageFieldsPartsTextPart(BaseModel):
+    typename__: Literal["TextPart"] = Field(alias="__typename")
+    text: str
+
+
+class MessageFieldsPartsImagePart(BaseModel):
+    typename__: Literal["ImagePart"] = Field(alias="__typename")
+    url: str
+    media_type: Optional[str] = Field(alias="mediaType")
+    detail: Optional[str]
+
+
+class MessageFieldsPartsFilePart(BaseModel):
+    typename__: Literal["FilePart"] = Field(alias="__typename")
+    url: str
+    media_type: Optional[str] = Field(alias="mediaType")
+    filename: Optional[str]
+
+
+class MessageFieldsPartsToolCallPart(BaseModel):
+    typename__: Literal["ToolCallPart"] = Field(alias="__typename")
+    call_id: str = Field(alias="callId")
+    name: str
+    arguments: Any
+
+
+class MessageFieldsPartsToolResultPart(BaseModel):
+    typename__: Literal["ToolResultPart"] = Field(alias="__typename")
+    call_id: str = Field(alias="callId")
+    output: Any
+    is_error: bool = Field(alias="isError")
+
+
+class MessageFieldsPartsReasoningPart(BaseModel):
+    typename__: Literal["ReasoningPart"] = Field(alias="__typename")
+    text: str
+    encrypted: Optional[str]
+    provider: Optional[str]
+
+
+class MessageFieldsPartsDataPart(BaseModel):
+    typename__: Literal["DataPart"] = Field(alias="__typename")
+    name: str
+    data: Any
 
 
 ContextFields.model_rebuild()

@@ -6,7 +6,7 @@ from typing import Any, Optional
 from pydantic import Field
 
 from .base_model import BaseModel
-from .enums import ContextOrderField, MessageRole, OrderDirection
+from .enums import ContextOrderField, MessageRole, MessageStatus, OrderDirection
 
 
 class ContextFilter(BaseModel):
@@ -33,6 +33,37 @@ class ContextOrder(BaseModel):
     "Ascending or descending."
 
 
+class DataPartInput(BaseModel):
+    """Application data: name says what it is."""
+
+    name: str
+    "What the data is."
+    data: Any
+    "Any JSON value."
+
+
+class FilePartInput(BaseModel):
+    """A file by URL: https: (stored as given, never fetched) or data:."""
+
+    url: str
+    "An absolute URL; a data: URL counts in full against the content limit."
+    media_type: Optional[str] = Field(alias="mediaType", default=None)
+    "Its media type, e.g. application/pdf."
+    filename: Optional[str] = None
+    "Its file name."
+
+
+class ImagePartInput(BaseModel):
+    """An image by URL: https: (stored as given, never fetched) or data:."""
+
+    url: str
+    "An absolute URL; a data: URL counts in full against the content limit."
+    media_type: Optional[str] = Field(alias="mediaType", default=None)
+    "Its media type, e.g. image/png."
+    detail: Optional[str] = None
+    "Provider hint such as low, high or auto."
+
+
 class MessageInput(BaseModel):
     """A message to append."""
 
@@ -40,8 +71,14 @@ class MessageInput(BaseModel):
     "Client-chosen UUID. Re-sending an append whose messages already exist in that context with the same ids and contents returns the stored messages instead of appending again, so a retry after a lost response is safe. The same id with different content is BAD_USER_INPUT."
     role: MessageRole
     "Who wrote the message."
-    content: str
-    "The message text."
+    content: Optional[str] = None
+    'Plain text; give content or parts, not both (content alone is one TextPart; content: "" is an empty message).'
+    parts: Optional[list["MessagePartInput"]] = None
+    "Typed content; give parts or content, not both. The message's content becomes the text of its text parts joined by a blank line. Serialized as JSON, the parts count against the content limit."
+    status: Optional[MessageStatus] = None
+    "COMPLETED (default) or INCOMPLETE (e.g. importing an interrupted answer); IN_PROGRESS only through startMessage."
+    usage: Optional["TokenUsageInput"] = None
+    "Token usage the provider reported for this message."
     tool_call_id: Optional[str] = Field(alias="toolCallId", default=None)
     "For tool messages: the call they answer."
     tool_name: Optional[str] = Field(alias="toolName", default=None)
@@ -52,3 +89,74 @@ class MessageInput(BaseModel):
     "The model that produced the message."
     embedding: Optional[list[float]] = None
     "Exactly 1536 finite floats, or omitted."
+
+
+class MessagePartInput(BaseModel):
+    """One part of a message's content. Exactly one field set. Where parts may go: toolCall and reasoning in ASSISTANT messages, toolResult in TOOL messages, SYSTEM messages hold text and data only."""
+
+    text: Optional[str] = None
+    "Plain text."
+    image: Optional["ImagePartInput"] = None
+    "An image."
+    file: Optional["FilePartInput"] = None
+    "A file."
+    tool_call: Optional["ToolCallPartInput"] = Field(alias="toolCall", default=None)
+    "A tool call (ASSISTANT)."
+    tool_result: Optional["ToolResultPartInput"] = Field(
+        alias="toolResult", default=None
+    )
+    "A tool result (TOOL)."
+    reasoning: Optional["ReasoningPartInput"] = None
+    "Reasoning (ASSISTANT)."
+    data: Optional["DataPartInput"] = None
+    "Application data."
+
+
+class ReasoningPartInput(BaseModel):
+    """The model's reasoning (ASSISTANT messages only)."""
+
+    text: Optional[str] = None
+    "Readable reasoning ('' when omitted)."
+    encrypted: Optional[str] = None
+    "The provider's opaque reasoning blob or signature."
+    provider: Optional[str] = None
+    "Who can read encrypted, e.g. openai or anthropic."
+
+
+class TokenUsageInput(BaseModel):
+    """Token usage the provider reported; every count optional."""
+
+    input_tokens: Optional[int] = Field(alias="inputTokens", default=None)
+    "Tokens of the prompt."
+    output_tokens: Optional[int] = Field(alias="outputTokens", default=None)
+    "Tokens generated."
+    cached_input_tokens: Optional[int] = Field(alias="cachedInputTokens", default=None)
+    "Tokens of the prompt read from the provider's cache."
+    reasoning_tokens: Optional[int] = Field(alias="reasoningTokens", default=None)
+    "Tokens of reasoning."
+
+
+class ToolCallPartInput(BaseModel):
+    """A tool call the model asked for (ASSISTANT messages only)."""
+
+    call_id: str = Field(alias="callId")
+    "The provider's id of the call; unique within the history."
+    name: str
+    "The tool's name."
+    arguments: Any
+    "The arguments: a JSON value, or a string of JSON text as OpenAI sends them, which is parsed (a string that is not JSON is BAD_USER_INPUT; to store a JSON string, send it JSON-encoded)."
+
+
+class ToolResultPartInput(BaseModel):
+    """A tool's answer to a call (TOOL messages only)."""
+
+    call_id: str = Field(alias="callId")
+    "The callId of an earlier ToolCallPart of the history (or of this batch) that has no result yet."
+    output: Any
+    "A string or any JSON value."
+    is_error: Optional[bool] = Field(alias="isError", default=False)
+    "Whether the tool failed (output says how)."
+
+
+MessageInput.model_rebuild()
+MessagePartInput.model_rebuild()

@@ -6,7 +6,17 @@ from typing import Optional
 from pydantic import Field
 
 from .base_model import BaseModel
-from .fragments import MessageFields
+from .fragments import (  # noqa: F401
+    MessageFields,
+    MessageFieldsPartsDataPart,
+    MessageFieldsPartsFilePart,
+    MessageFieldsPartsImagePart,
+    MessageFieldsPartsReasoningPart,
+    MessageFieldsPartsTextPart,
+    MessageFieldsPartsToolCallPart,
+    MessageFieldsPartsToolResultPart,
+    MessageFieldsUsage,
+)
 
 
 class SimilarMessages(BaseModel):
