@@ -59,6 +59,8 @@ from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
 
+from api.store.records import row_index
+
 Plain = tuple[str, Callable[[Any], Any], bool]
 """(attribute name on the source, serializer of the leaf type, nullable)."""
 
@@ -123,19 +125,6 @@ def read_plain(plain: Plain, source: Any) -> Any:
         return serialize(value)
     except Exception:
         return FULL_PATH  # the full path raises it again, with its path and location
-
-
-def row_index(row: Any) -> dict[str, int] | None:
-    """Attribute name -> position of a store record, when the row shares one.
-
-    Rows of one result share this mapping; indexing a Row is ten times cheaper
-    than its attribute lookup (0.05 vs 0.5 us, 300 lookups per chat page). It is
-    SQLAlchemy's own (private) map: without it, attributes are read by name.
-    """
-    if type(row) is not Row:
-        return None
-    index = getattr(row, "_key_to_index", None)
-    return index if type(index) is dict else None
 
 
 _EXACT_INT = 2**53  # larger ints may not survive conversion to float (graphql-core checks)
