@@ -56,7 +56,7 @@ def test_the_lock_file_pins_what_pyproject_asks_for() -> None:
     problems = []
     for text in wanted:
         requirement = Requirement(text)
-        version = pinned.get(canonicalize_name(requirement.name))
-        if version is None or not requirement.specifier.contains(version, prereleases=True):
-            problems.append(f"{text}: locked {version}")
+        locked = pinned.get(canonicalize_name(requirement.name))
+        if locked is None or not requirement.specifier.contains(locked, prereleases=True):
+            problems.append(f"{text}: locked {locked}")
     assert problems == [], "refresh requirements.lock (README, Quick start)"
