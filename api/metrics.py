@@ -8,7 +8,8 @@
   outcome is `ok` or the first error code. Operation names come from clients,
   so at most MAX_OPERATION_NAMES distinct names get their own label; the rest
   are counted as `other`.
-- ctxgraph_plan_fallbacks_total{reason}: operations with a plan that graphql-core
+- ctxgraph_plan_answers_total: operations answered by their plan;
+  ctxgraph_plan_fallbacks_total{reason}: operations with a plan that graphql-core
   answered instead (api/graphql/plans.py says when).
 - ctxgraph_db_pool_*: the connection pool of this process, read at scrape time.
 - process_*: memory, CPU and file descriptors of this process.
@@ -101,6 +102,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.plan_answers = Counter(
+            "ctxgraph_plan_answers",
+            "Queries and mutations answered by their plan, without graphql-core's field walk "
+            "(api/graphql/plans.py).",
+            registry=self.registry,
+        )
         self.fallbacks = Counter(
             "ctxgraph_plan_fallbacks",
             "Operations with a plan that graphql-core answered instead, by reason (arguments: "
@@ -159,6 +166,9 @@ class Metrics:
         self._child(self.operations, operation_type, label, outcome).inc()
         if operation_type in ("query", "mutation"):
             self._child(self.operation_latency, operation_type, label).observe(duration)
+
+    def observe_plan_answer(self) -> None:
+        self.plan_answers.inc()
 
     def observe_fallback(self, reason: str) -> None:
         self._child(self.fallbacks, reason).inc()

@@ -47,7 +47,7 @@ from api.graphql.execution import is_awaitable
 from api.graphql.plans import Fallback, OperationPlans
 from api.persisted_queries import PersistedQueries, Refusal
 from api.security.auth import Authenticator
-from api.security.http import record_fallback, record_operation
+from api.security.http import record_operation, record_plan
 from api.security.limits import (
     SUBSCRIPTION_OVER_HTTP,
     NoIntrospection,
@@ -428,8 +428,7 @@ class Operations:
         result: ExecutionResult | Fallback | None = None
         if chosen.plans is not None:
             result = await chosen.plans.run(ctx, request.variables)
-            if isinstance(result, Fallback):
-                record_fallback(ctx.request, result.reason)
+            record_plan(ctx.request, result.reason if isinstance(result, Fallback) else None)
         if not isinstance(result, ExecutionResult):
             result = await self._graphql_core(prepared.document, chosen, ctx, request.variables)
         executed = not (result.data is None and all(e.path is None for e in result.errors or ()))

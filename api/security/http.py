@@ -345,9 +345,14 @@ def record_operation(
         metrics.observe_operation(operation_type or "invalid", name, codes, seconds)
 
 
-def record_fallback(request: Any, reason: str) -> None:
-    """Count an operation with a plan that graphql-core answered instead (why: `reason`)."""
+def record_plan(request: Any, fallback: str | None) -> None:
+    """Count an operation with a plan: answered by it, or by graphql-core (`fallback`
+    says why)."""
     app = getattr(request, "app", None)
     metrics = getattr(getattr(app, "state", None), "metrics", None)
-    if metrics is not None:
-        metrics.observe_fallback(reason)
+    if metrics is None:
+        return
+    if fallback is None:
+        metrics.observe_plan_answer()
+    else:
+        metrics.observe_fallback(fallback)
