@@ -19,7 +19,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from api.http_protocol import HeadWithBodyProtocol, ResponseWriter
+from api.http_protocol import CtxgraphProtocol, ResponseWriter
 
 
 class RecordingTransport(asyncio.Transport):
@@ -55,7 +55,7 @@ class RecordingTransport(asyncio.Transport):
 async def serve_one(
     app: Any,
     request: bytes,
-    protocol: type[HttpToolsProtocol] = HeadWithBodyProtocol,
+    protocol: type[HttpToolsProtocol] = CtxgraphProtocol,
     transport: RecordingTransport | None = None,
 ) -> RecordingTransport:
     """One request through the protocol; the transport once its task is done."""
@@ -95,9 +95,9 @@ async def test_head_and_body_in_one_write() -> None:
 async def test_the_writer_lets_go_of_the_cycle() -> None:
     """The cycle holds its writer; once the head is written the writer no longer holds
     the cycle, so requests leave no reference cycles for the garbage collector."""
-    config = Config(app=answer, http=HeadWithBodyProtocol, log_level="critical", lifespan="off")
+    config = Config(app=answer, http=CtxgraphProtocol, log_level="critical", lifespan="off")
     state = ServerState()
-    server = HeadWithBodyProtocol(config=config, server_state=state, app_state={})
+    server = CtxgraphProtocol(config=config, server_state=state, app_state={})
     server.connection_made(RecordingTransport())
     server.data_received(post())
     writer = server.cycle.transport
