@@ -182,6 +182,20 @@ async def test_header_lines_are_counted(server: str, count: int) -> None:
         assert await conn.closed(within=SLACK) == b""
 
 
+async def test_a_websocket_upgrade_with_too_many_header_lines_is_refused(server: str) -> None:
+    upgrade = (
+        b"GET /graphql HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n"
+        b"sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"sec-websocket-protocol: graphql-transport-ws\r\n"
+    )
+    lines = b"".join(b"x-h%d: v\r\n" % i for i in range(MAX_HEADER_COUNT))
+    async with connect(server) as conn:
+        await conn.send(upgrade + lines + b"\r\n")
+        answer = parse(await conn.closed(within=SLACK))
+    assert answer.status == 431
+    assert "CTXGRAPH_MAX_HEADER_COUNT" in answer.error()["message"]
+
+
 # --- timeouts ---------------------------------------------------------------------------
 
 
