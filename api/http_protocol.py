@@ -1,32 +1,27 @@
-"""ctxgraph's HTTP/1.1 protocol: uvicorn's httptools protocol with two changes. The one
-module that touches uvicorn's internals (tests/test_http_protocol.py fails when upstream
-changes what it relies on; pyproject.toml bounds uvicorn's version).
+"""ctxgraph's HTTP/1.1 protocol: uvicorn's httptools protocol with two changes, and the
+one module that touches uvicorn's internals (pyproject.toml bounds uvicorn's version;
+tests/test_http_protocol.py fails when upstream changes what this relies on).
 
-1. A response's head is written with its body. uvicorn writes the status line and
-   headers when the app sends `http.response.start` and the body when it sends
-   `http.response.body`: two send() calls, with TCP_NODELAY two TCP segments for every
-   answer. Here the head of a response with a Content-Length waits for the first write
-   of its body and goes out in the same call (why and how much: bench/README.md,
-   "Optimizations"). A response without Content-Length (chunked streams, SSE) or with an
-   empty body writes its head at once, as does anything written outside a response.
+1. A response's head is written with its body. uvicorn writes the head on
+   `http.response.start` and the body on `http.response.body`: two send() calls, two TCP
+   segments per answer with TCP_NODELAY. Here the head of a response with a
+   Content-Length waits for its body's first write (bench/README.md, "Optimizations").
+   Other heads (chunked streams, SSE, empty bodies) are written at once.
 
-2. A client holds only what its request needs. uvicorn reads a request head of any size
-   and waits for an incomplete head or body forever; here (settings in `ConnectionLimits`):
-   - a head (request line and headers) over `max_head_bytes` is answered 431 as soon as
-     that many bytes arrived without its end, the rest is never parsed; more than
-     `max_header_count` header lines: 431 too;
+2. A client holds only what its request needs (`ConnectionLimits`). uvicorn read heads
+   of any size and waited for an incomplete head or body forever. Here:
+   - a head (request line and headers) is refused 431 once `max_head_bytes` of it came
+     without its end, the rest unparsed; more than `max_header_count` lines: 431 too;
    - a head must complete within `head_timeout` of its first byte (the first request's:
-     of the connection's opening), a body within `body_timeout` of its head (a deadline,
-     not an idle timer, so trickling a byte at a time does not extend it): 408 and close.
-     While this side stopped reading (a pipelined request waits for the one before it)
-     the client is not timed. Between requests, uvicorn's `timeout_keep_alive` closes
-     idle connections as before;
-   - a process holds at most `max_connections` connections (HTTP and WebSocket): one
-     more is answered 503 with Retry-After at once, and closed.
-   Answers are GraphQL-style JSON errors. A refused connection lingers (its input read
-   and dropped) until the client closes or LINGER_SECONDS pass, so the client reads the
-   answer instead of a reset. A WebSocket leaves this protocol once upgraded: none of
-   this applies to it.
+     of the connection's opening), a body within `body_timeout` of its head: a deadline,
+     so trickling bytes does not extend it; 408 and close. Not timed while this side
+     stopped reading (a pipelined request waits). Idle between requests, uvicorn's
+     `timeout_keep_alive` applies as before;
+   - a process holds at most `max_connections` (HTTP and WebSocket); one more gets 503
+     with Retry-After at once.
+   The answers are GraphQL JSON errors; a refused connection lingers (`Closing`) so the
+   client reads its answer rather than a reset. An upgraded WebSocket leaves this
+   protocol: none of this applies to it.
 """
 
 from __future__ import annotations
