@@ -75,10 +75,19 @@ def _log_config(level: str) -> dict[str, Any]:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.http_protocol import HeadWithBodyProtocol
-    from api.listener import REUSE_PORT, worker_listener
+    from api.http_protocol import CtxgraphProtocol
+    from api.listener import REUSE_PORT, allow_open_files, worker_listener
 
     settings = get_settings()
+    # Before any worker starts: they inherit the limit, and each caps its connections to
+    # what it fits (api/http_protocol.py reads the settings again in every worker).
+    if (fits := allow_open_files(settings.max_connections)) < settings.max_connections:
+        print(
+            f"ctxgraph: the open-files limit fits {fits} connections per process, not "
+            f"CTXGRAPH_MAX_CONNECTIONS={settings.max_connections}; raise it (ulimit -n) "
+            "or lower the setting",
+            file=sys.stderr,
+        )
     url, embedded = _resolve_url(settings)
     try:
         _migrate(url)
@@ -104,8 +113,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "log_level": settings.log_level.lower(),
             "log_config": _log_config(settings.log_level),
             "proxy_headers": True,
-            # httptools, with a response's head written together with its body
-            "http": HeadWithBodyProtocol,
+            # httptools, with a response's head written together with its body, and
+            # limits on request heads, slow requests and connections per process
+            "http": CtxgraphProtocol,
             # SIGTERM: stop accepting, let in-flight requests finish for this long.
             "timeout_graceful_shutdown": settings.shutdown_timeout,
             "ws_max_size": settings.max_body_bytes,

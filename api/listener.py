@@ -15,10 +15,14 @@ never listens: only listening sockets receive connections.
 
 Caveat of the kernel's scheme: connections queued on a worker that exits before
 accepting them are reset, where a shared socket would let another worker take them.
+
+Also here: the open-files limit that a process's connection cap (api/http_protocol.py)
+needs, raised before the workers start.
 """
 
 from __future__ import annotations
 
+import resource
 import socket
 from typing import Any
 
@@ -56,3 +60,25 @@ def worker_listener(host: str, port: int) -> WorkerListener:
     sock = WorkerListener(family, socket.SOCK_STREAM)
     _bind(sock, (host, port))
     return sock
+
+
+OPEN_FILES_RESERVE = 256
+"""Descriptors a server process keeps beyond its client connections: database
+connections, the listening sockets, log and data files."""
+
+
+def allow_open_files(connections: int) -> int:
+    """Raise this process's soft limit on open files (workers inherit it) so that
+    `connections` client sockets fit beside OPEN_FILES_RESERVE, as far as the hard limit
+    allows; returns how many connections fit. Over the limit accept() fails with EMFILE,
+    and the event loop then stops accepting for a while: a cap below it answers 503."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + OPEN_FILES_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if raised > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    if soft == resource.RLIM_INFINITY:
+        return connections
+    return max(1, min(connections, soft - OPEN_FILES_RESERVE))

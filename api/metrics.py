@@ -12,6 +12,8 @@
   ctxgraph_plan_fallbacks_total{reason}: operations with a plan that graphql-core
   answered instead (api/graphql/plans.py says when).
 - ctxgraph_db_pool_*: the connection pool of this process, read at scrape time.
+- ctxgraph_http_connections*, ctxgraph_http_requests_cut_total{reason}: this process's
+  connections, its cap, and what the limits of api/http_protocol.py refused.
 - process_*: memory, CPU and file descriptors of this process.
 """
 
@@ -32,7 +34,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
@@ -64,6 +66,35 @@ class PoolCollector(Collector):
             ),
         ):
             yield GaugeMetricFamily(name, doc, value=float(value))
+
+
+class ConnectionCollector(Collector):
+    """The protocol's connection counts (api/http_protocol.py), read when scraped."""
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        from api.http_protocol import COUNTS
+
+        yield GaugeMetricFamily(
+            "ctxgraph_http_connections", "Open connections of this process.", value=COUNTS.open
+        )
+        yield GaugeMetricFamily(
+            "ctxgraph_http_connections_max",
+            "Connections this process accepts at once (CTXGRAPH_MAX_CONNECTIONS).",
+            value=COUNTS.max_connections,
+        )
+        yield CounterMetricFamily(
+            "ctxgraph_http_connections_refused",
+            "Connections answered 503 because the process held its maximum.",
+            value=COUNTS.refused,
+        )
+        cut = CounterMetricFamily(
+            "ctxgraph_http_requests_cut",
+            "Requests refused by their head's size (431) or cut by a timeout (408), by reason.",
+            labels=["reason"],
+        )
+        for reason in ("head_too_large", "too_many_headers", "head_timeout", "body_timeout"):
+            cut.add_metric([reason], getattr(COUNTS, reason))
+        yield cut
 
 
 class Metrics:
@@ -117,6 +148,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(PoolCollector(state))
+        self.registry.register(ConnectionCollector())
         ProcessCollector(registry=self.registry)
         self._names: set[str] = set()
         self._lock = threading.Lock()

@@ -109,6 +109,38 @@ class Settings(BaseSettings):
         default=100, ge=1, description="Largest `first` of similarity search."
     )
 
+    # --- HTTP connections (api/http_protocol.py), per server process ---------------
+    max_head_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request head (request line and headers) in bytes: 431 as soon as "
+        "that many arrived without its end.",
+    )
+    max_header_count: int = Field(
+        default=100, ge=10, description="Header lines of one request (431 above)."
+    )
+    head_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a request head may take from its first byte (the first request: "
+        "from the connection's opening) before 408 and close. Between requests, an idle "
+        "keep-alive connection is closed after 5 s (uvicorn's keep-alive timeout).",
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a request body may take from the end of its head before 408 and "
+        "close: a deadline for the whole body, however it trickles in. Raise it for large "
+        "bodies over slow links.",
+    )
+    max_connections: int = Field(
+        default=4096,
+        ge=1,
+        description="Open connections (HTTP and WebSocket) per server process; each one more is "
+        "answered 503 with Retry-After: 1 and closed. `ctxgraph serve` raises the open-files "
+        "limit to fit, or lowers this to what the limit allows.",
+    )
+
     # --- subscriptions (graphql-transport-ws) --------------------------------------
     subscriptions_per_connection: int = Field(
         default=100, ge=1, description="Subscriptions one WebSocket connection may run at once."

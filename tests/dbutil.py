@@ -76,9 +76,11 @@ def running_server(
     timeout: float = 60.0,
     args: Sequence[str] = (),
     output_to: list[str] | None = None,
+    process_to: list[subprocess.Popen[bytes]] | None = None,
 ) -> Iterator[str]:
     """`ctxgraph serve [args]` in a subprocess; yields its base URL once /readyz is 200.
-    After it stopped, its output is appended to `output_to` when given."""
+    After it stopped, its output is appended to `output_to` when given; the process is
+    appended to `process_to` once started."""
     port = free_port()
     with tempfile.TemporaryFile(mode="w+") as log:
         # A file, not a pipe: an unread pipe would block a chatty server.
@@ -89,6 +91,8 @@ def running_server(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        if process_to is not None:
+            process_to.append(proc)
 
         def output() -> str:
             log.seek(0)

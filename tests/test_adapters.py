@@ -46,17 +46,18 @@ def parameters(function: Any) -> list[str]:
 @pytest.mark.parametrize(
     ("method", "expected"),
     [
-        ("execute_fields", ["self", "parent_type", "source_value", "path", "grouped_field_set", "position_context"]),
-        ("execute_field", ["self", "parent_type", "source", "field_details_list", "path", "position_context"]),
-        ("complete_iterable_value", ["self", "item_type", "field_details_list", "info", "path", "items", "position_context"]),
-        ("collect_subfields", ["self", "return_type", "field_details_list"]),
-        ("get_stream_usage", ["self", "field_details_list", "path"]),
+        ("execute_fields", "parent_type source_value path grouped_field_set position_context"),
+        ("execute_field", "parent_type source field_details_list path position_context"),
+        (
+            "complete_iterable_value",
+            "item_type field_details_list info path items position_context",
+        ),
+        ("collect_subfields", "return_type field_details_list"),
+        ("get_stream_usage", "field_details_list path"),
     ],
-)  # fmt: skip
-def test_graphql_core_executor_methods_the_shortcut_overrides(
-    method: str, expected: list[str]
-) -> None:
-    assert parameters(getattr(Executor, method)) == expected
+)
+def test_graphql_core_executor_methods_the_shortcut_overrides(method: str, expected: str) -> None:
+    assert parameters(getattr(Executor, method)) == ["self", *expected.split()]
     # ours overrides graphql-core's through Strawberry's subclass
     assert issubclass(PlainFieldExecutionContext, StrawberryGraphQLCoreExecutionContext)
     assert issubclass(StrawberryGraphQLCoreExecutionContext, Executor)

@@ -1,25 +1,40 @@
 """The server's HTTP protocol (api/http_protocol.py): uvicorn's httptools protocol
-with a response's head written in the same socket write as its body.
+with a response's head written in the same socket write as its body, and what of
+uvicorn the adapter relies on.
 
-The protocol runs as uvicorn runs it, on a transport that records each write: the
-number of writes is what this module changes, and a real socket would not show it.
-`ctxgraph serve` itself is exercised through it by tests/test_cli.py.
+Most tests run the protocol as uvicorn runs it, on a transport that records each write;
+one counts the server's write system calls on a real socket. Its limits on heads, slow
+requests and connections are tested over real sockets in tests/test_http_limits.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import socket
+import subprocess
+import tomllib
 from collections.abc import AsyncIterator
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from packaging.requirements import Requirement
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
-from api.http_protocol import HeadWithBodyProtocol, ResponseWriter
+from api.http_protocol import CtxgraphProtocol, ResponseWriter
+from tests.dbutil import REPO, running_server
 
 
 class RecordingTransport(asyncio.Transport):
@@ -55,7 +70,7 @@ class RecordingTransport(asyncio.Transport):
 async def serve_one(
     app: Any,
     request: bytes,
-    protocol: type[HttpToolsProtocol] = HeadWithBodyProtocol,
+    protocol: type[HttpToolsProtocol] = CtxgraphProtocol,
     transport: RecordingTransport | None = None,
 ) -> RecordingTransport:
     """One request through the protocol; the transport once its task is done."""
@@ -95,9 +110,9 @@ async def test_head_and_body_in_one_write() -> None:
 async def test_the_writer_lets_go_of_the_cycle() -> None:
     """The cycle holds its writer; once the head is written the writer no longer holds
     the cycle, so requests leave no reference cycles for the garbage collector."""
-    config = Config(app=answer, http=HeadWithBodyProtocol, log_level="critical", lifespan="off")
+    config = Config(app=answer, http=CtxgraphProtocol, log_level="critical", lifespan="off")
     state = ServerState()
-    server = HeadWithBodyProtocol(config=config, server_state=state, app_state={})
+    server = CtxgraphProtocol(config=config, server_state=state, app_state={})
     server.connection_made(RecordingTransport())
     server.data_received(post())
     writer = server.cycle.transport
@@ -181,3 +196,106 @@ async def test_pipelined_requests_each_in_one_write() -> None:
     transport = await serve_one(answer, post() + post())
     assert len(transport.writes) == 2
     assert all(w.endswith(b'\r\n\r\n{"data":{}}') for w in transport.writes)
+
+
+# --- what the adapter relies on in uvicorn ------------------------------------------------
+
+# The methods of HttpToolsProtocol it overrides or calls, with their parameters.
+PROTOCOL_METHODS = {
+    "__init__": ["self", "config", "server_state", "app_state", "_loop"],
+    "connection_made": ["self", "transport"],
+    "connection_lost": ["self", "exc"],
+    "data_received": ["self", "data"],
+    "on_message_begin": ["self"],
+    "on_headers_complete": ["self"],
+    "on_message_complete": ["self"],
+    "_unset_keepalive_if_required": ["self"],
+}
+
+
+def test_uvicorn_is_declared_with_a_bounded_range_that_holds_the_installed_one() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    (uvicorn,) = [
+        Requirement(d) for d in project["dependencies"] if Requirement(d).name == "uvicorn"
+    ]
+    assert any(spec.operator == "<" for spec in uvicorn.specifier), uvicorn
+    assert uvicorn.specifier.contains(version("uvicorn")), (uvicorn, version("uvicorn"))
+
+
+@pytest.mark.parametrize(("name", "parameters"), PROTOCOL_METHODS.items())
+def test_the_protocol_methods_the_adapter_uses(name: str, parameters: list[str]) -> None:
+    method = getattr(HttpToolsProtocol, name)
+    assert list(inspect.signature(method).parameters) == parameters
+
+
+async def test_the_state_the_adapter_reads() -> None:
+    """Attributes of uvicorn's protocol, its cycle and its flow control that the adapter
+    reads or replaces, as uvicorn sets them while it serves a request."""
+    assert {408, 431, 503} <= STATUS_LINE.keys()
+    config = Config(app=answer, http=CtxgraphProtocol, log_level="critical", lifespan="off")
+    state = ServerState()
+    server = CtxgraphProtocol(config=config, server_state=state, app_state={})
+    assert server.app is config.loaded_app  # swapped for one answer of too many headers
+    server.connection_made(RecordingTransport())
+    assert server.connections is state.connections
+    assert server in state.connections
+    assert isinstance(server.flow, FlowControl)
+    assert server.flow.read_paused is False
+    assert server.timeout_keep_alive_task is None
+    server.data_received(post())
+    cycle = server.cycle
+    assert isinstance(cycle, RequestResponseCycle)
+    assert isinstance(cycle.transport, ResponseWriter)  # replaced before the cycle writes
+    assert server.headers is cycle.scope["headers"]
+    assert (cycle.response_started, cycle.response_complete) == (False, False)
+    assert (cycle.chunked_encoding, cycle.expected_content_length) == (None, 0)
+    while state.tasks:
+        await asyncio.gather(*state.tasks)
+    assert (cycle.response_started, cycle.response_complete) == (True, True)
+    assert cycle.chunked_encoding is False
+
+
+def _writes(pid: int) -> int:
+    """The write system calls of a process so far (write/writev: uvloop's sockets)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    raise AssertionError("no syscw in /proc/PID/io")
+
+
+def _read_response(conn: socket.socket) -> bytes:
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += conn.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(
+        next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[
+            1
+        ]
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head
+
+
+@pytest.mark.slow
+def test_head_and_body_in_one_write_on_a_real_socket(database_url: str) -> None:
+    """The server writes each answer with one system call (uvicorn alone: two)."""
+    processes: list[subprocess.Popen[bytes]] = []
+    # WARNING: no access log lines, which are writes too
+    env = {"DATABASE_URL": database_url, "CTXGRAPH_LOG_LEVEL": "WARNING"}
+    with (
+        running_server(env, process_to=processes) as base,
+        socket.create_connection(
+            (urlsplit(base).hostname, urlsplit(base).port), timeout=10
+        ) as conn,
+    ):
+        request = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"
+        conn.sendall(request)
+        _read_response(conn)
+        before = _writes(processes[0].pid)
+        for _ in range(50):
+            conn.sendall(request)
+            assert _read_response(conn).startswith(b"HTTP/1.1 200 ")
+        writes = _writes(processes[0].pid) - before
+    assert 50 <= writes < 60, writes
