@@ -29,26 +29,29 @@ def markdown(report: dict[str, Any]) -> str:
         f"Load: {cfg['driver']}, {cfg['connections']} connections, {cfg['warmup']:g} s warm-up"
         f" then {cfg['duration']:g} s per workload; `ctxgraph serve --workers {cfg['workers']}`.",
         "",
-        "| workload | req/s | p50 ms | p95 ms | p99 ms | errors | SQL/req | server CPU ms/req"
-        " | PG CPU ms/req | other CPU % |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| workload | req/s | p50 ms | p95 ms | p99 ms | errors | SQL/req | planned | server CPU"
+        " ms/req | PG CPU ms/req | other CPU % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     notes = []
     for r in report["results"]:
         if r.get("skipped"):
-            lines.append(f"| {r['workload']} | - | - | - | - | - | - | - | - | - |")
+            lines.append(f"| {r['workload']} | - | - | - | - | - | - | - | - | - | - |")
             notes.append(f"- {r['workload']}: {r['skipped']}")
             continue
         c = r["cpu"]
         lines.append(
             f"| {r['workload']} | {r['rps']:.0f} | {_f(r['p50_ms'])} | {_f(r['p95_ms'])}"
             f" | {_f(r['p99_ms'])} | {r['errors']} | {_f(r['statements_per_request'], 2)}"
+            f" | {_f(r.get('planned_share'), 2)}"
             f" | {_f(c['server_ms_per_req'], 2)} | {_f(c['postgres_ms_per_req'], 2)}"
             f" | {_f(c['other_pct'], 0)} |"
         )
     lines.append("")
     lines.append(
-        "SQL/req: statements per request, counted in-process on the same app code. CPU ms/req:"
+        "SQL/req: statements per request, counted in-process on the same app code; planned:"
+        " the share of those requests their plan answered (ctxgraph_plan_answers_total). CPU"
+        " ms/req:"
         " CPU seconds of the server processes and of PostgreSQL (postmaster and backends) over"
         " the measured window, per request. other CPU %: machine busy time not used by the"
         " server, PostgreSQL or the load driver (% of one core): high values mean a noisy"

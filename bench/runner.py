@@ -274,7 +274,11 @@ def uuid_of(value: str) -> uuid.UUID:
 # --- statements per request -----------------------------------------------------------
 
 
-async def _count_statements(dsn: str, items: list[tuple[str, list[wl.Body]]]) -> dict[str, float]:
+async def _count_statements(
+    dsn: str, items: list[tuple[str, list[wl.Body]]]
+) -> dict[str, tuple[float, float]]:
+    """Per workload: (SQL statements per request, share of requests its plan answered),
+    in process, on the app as `ctxgraph serve` builds it."""
     import httpx
 
     from api.app import create_app
@@ -286,24 +290,33 @@ async def _count_statements(dsn: str, items: list[tuple[str, list[wl.Body]]]) ->
     seen: list[str] = []
     undo = count_statements(engine, seen.append)
     app = create_app(settings, connector=EngineConnector(engine))
-    out: dict[str, float] = {}
+    registry = app.state.metrics.registry
+
+    def planned() -> float:
+        return registry.get_sample_value("ctxgraph_plan_answers_total") or 0.0
+
+    out: dict[str, tuple[float, float]] = {}
     try:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             for name, bodies in items:
                 seen.clear()
+                before = planned()
                 for b in bodies:
                     r = await client.post("/graphql", json=b)
                     if r.status_code != 200 or b'"errors"' in r.content:
                         raise RuntimeError(f"{name}: in-process request failed: {r.text[:300]}")
-                out[name] = round(len(seen) / max(1, len(bodies)), 2)
+                n = max(1, len(bodies))
+                out[name] = (round(len(seen) / n, 2), round((planned() - before) / n, 2))
     finally:
         undo()
         await engine.dispose()
     return out
 
 
-def statements_per_request(cfg: RunConfig, work: dict[str, wl.Workload]) -> dict[str, float]:
+def statements_per_request(
+    cfg: RunConfig, work: dict[str, wl.Workload]
+) -> dict[str, tuple[float, float]]:
     items = []
     for w in work.values():
         if w.skipped:
@@ -349,7 +362,9 @@ def start_profiler(server: Server, out: Path, seconds: float) -> subprocess.Pope
 # --- the run --------------------------------------------------------------------------
 
 
-def measure(cfg: RunConfig, server: Server, w: wl.Workload, stmts: float | None) -> dict[str, Any]:
+def measure(
+    cfg: RunConfig, server: Server, w: wl.Workload, stmts: tuple[float, float] | None
+) -> dict[str, Any]:
     run_dir = cfg.out
     bodies_file = run_dir / "bodies" / f"{w.name}.bodies"
     bodies_file.write_text("".join(wl.dumps(b) + "\n" for b in w.bodies))
@@ -399,7 +414,8 @@ def measure(cfg: RunConfig, server: Server, w: wl.Workload, stmts: float | None)
             k: s[k]
             for k in ("non2xx", "connect_err", "read_err", "write_err", "timeouts", "gql_errors")
         },
-        "statements_per_request": stmts,
+        "statements_per_request": None if stmts is None else stmts[0],
+        "planned_share": None if stmts is None else stmts[1],
         # pg_stat_database: new sessions (connection churn; 1 is our own probe) and
         # transactions per request (flushed by backends once a second: approximate)
         "pg_sessions": pg_after[0] - pg_before[0],

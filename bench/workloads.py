@@ -35,6 +35,41 @@ query ChatPage($id: ID!) {
   }
 }""")
 
+CHAT_PAGE_APOLLO = _doc("""
+query ChatPage($id: ID!) {
+  context(id: $id) {
+    __typename id name messageCount
+    messages(last: 50) {
+      __typename
+      nodes { ...ChatMessage }
+      pageInfo { __typename hasPreviousPage startCursor }
+    }
+  }
+}
+fragment ChatMessage on Message { __typename id version role content tokenCount createdAt }""")
+"""The chat page as Apollo Client sends it: __typename everywhere (its cache adds
+them), the message fields in a fragment, pageInfo for "load older"."""
+
+CHAT_PAGE_HEADER = _doc("""
+query ChatPage($id: ID!) {
+  context(id: $id) {
+    id name messageCount forkVersion
+    parent { id name }
+    root { id }
+    messages(last: 50) { nodes { id version role content tokenCount createdAt } }
+  }
+}""")
+"""The chat page with a header saying where a branch came from."""
+
+CHAT_PAGE_DIRECTIVE = _doc("""
+query ChatPage($id: ID!, $t: Boolean!) {
+  context(id: $id) {
+    id name messageCount
+    messages(last: 50) { nodes { id version role content tokenCount @include(if: $t) createdAt } }
+  }
+}""")
+"""The chat page with one field behind a client's directive."""
+
 SIDEBAR = _doc("""
 query Sidebar {
   contexts(first: 20) { nodes { id name messageCount updatedAt } }
@@ -94,6 +129,16 @@ def check_chat_page(_b: Body, data: dict[str, Any]) -> str | None:
     if versions != list(range(c["messageCount"] - want + 1, c["messageCount"] + 1)):
         return f"not the newest messages in ascending order: {versions[:3]}..{versions[-3:]}"
     return None
+
+
+def check_chat_page_header(b: Body, data: dict[str, Any]) -> str | None:
+    problem = check_chat_page(b, data)
+    c = data["context"]
+    if problem is None and (
+        c["root"] is None or (c["parent"] is None) != (c["forkVersion"] is None)
+    ):
+        return f"header does not match the context: {c['parent']} {c['root']} {c['forkVersion']}"
+    return problem
 
 
 def check_sidebar(_b: Body, data: dict[str, Any]) -> str | None:
@@ -168,6 +213,9 @@ class Workload:
 
 DESCRIPTIONS = {
     "chat-page": "a root context by id with its 50 newest messages (200 roots with >= 50)",
+    "chat-page-apollo": "chat-page as Apollo Client sends it: __typename, a fragment, pageInfo",
+    "chat-page-header": "chat-page on forks with parent { id name }, root { id }, forkVersion",
+    "chat-page-directive": "chat-page with @include(if: $t) on one message field",
     "sidebar": "the 20 most recently updated contexts",
     "tree": "a fork, its parent and the parent's forks (200 forks)",
     "chat-page-deep": "chat-page on forks at depth 5 (history across 6 segments)",
@@ -183,9 +231,10 @@ DESCRIPTIONS = {
     "fork-long-latest": "fork a 100,000-message context at its latest version",
 }
 READS = ["chat-page", "sidebar", "tree", "chat-page-deep"]
+CLIENT_SHAPES = ["chat-page-apollo", "chat-page-header", "chat-page-directive"]
 DEFAULT = [*READS, "search-all", "search-context", "append", "append-batch", "fork", "mix"]
 FORK_LATENCY = ["fork-short", "fork-long", "fork-short-latest", "fork-long-latest"]
-ALL = [*DEFAULT, *FORK_LATENCY]
+ALL = [*DEFAULT, *CLIENT_SHAPES, *FORK_LATENCY]
 MIX = {"chat-page": 70, "sidebar": 10, "append": 15, "fork": 3, "search": 2}
 
 CHECKS: dict[str, tuple[Check, bool]] = {
@@ -193,6 +242,9 @@ CHECKS: dict[str, tuple[Check, bool]] = {
     "sidebar": (check_sidebar, False),
     "tree": (check_tree, False),
     "chat-page-deep": (check_chat_page, False),
+    "chat-page-apollo": (check_chat_page, False),
+    "chat-page-header": (check_chat_page_header, False),
+    "chat-page-directive": (check_chat_page, False),
     "append": (check_append, True),
     "append-batch": (check_append, True),
     "fork": (check_fork, True),
@@ -235,6 +287,15 @@ async def sample_bodies(
             n,
         )
         return [body(CHAT_PAGE, id=i) for i in ids]
+    if name == "chat-page-apollo":
+        ids = await _ids(conn, "parent_id IS NULL AND message_count >= 50", "q1", n)
+        return [body(CHAT_PAGE_APOLLO, id=i) for i in ids]
+    if name == "chat-page-directive":
+        ids = await _ids(conn, "parent_id IS NULL AND message_count >= 50", "q1", n)
+        return [body(CHAT_PAGE_DIRECTIVE, id=i, t=k % 2 == 0) for k, i in enumerate(ids)]
+    if name == "chat-page-header":
+        ids = await _ids(conn, "parent_id IS NOT NULL AND message_count >= 50", "header", n)
+        return [body(CHAT_PAGE_HEADER, id=i) for i in ids]
     if name == "sidebar":
         return [body(SIDEBAR)]
     if name == "tree":

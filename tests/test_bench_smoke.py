@@ -84,6 +84,9 @@ def test_harness_end_to_end(bench_db_url: str, tmp_path: Path) -> None:
             "search-all",
             "search-context",
             "mix",
+            "chat-page-apollo",
+            "chat-page-header",
+            "chat-page-directive",
         ],
         connections=4,
         duration=1.0,
@@ -105,9 +108,14 @@ def test_harness_end_to_end(bench_db_url: str, tmp_path: Path) -> None:
         assert 0 < r["p50_ms"] <= r["p99_ms"], (name, r)
         assert r["statements_per_request"] > 0, name
         assert r["cpu"]["server_ms_per_req"] > 0, name
-    # the read workloads are batched: a handful of statements, never one per row
+    # the read workloads are batched: a handful of statements, never one per row; the
+    # chat page as clients select it is one statement, answered by its plan
     assert measured["chat-page"]["statements_per_request"] <= 3
     assert measured["sidebar"]["statements_per_request"] <= 2
+    for shape in ("chat-page", "chat-page-apollo", "chat-page-header", "chat-page-directive"):
+        assert measured[shape]["statements_per_request"] == 1, shape
+        assert measured[shape]["planned_share"] == 1, shape
+    assert measured["sidebar"]["planned_share"] == 1
 
     # the HNSW index the migration defines was dropped for the COPY and built again
     async def index_def() -> str:
