@@ -49,6 +49,7 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
+    GraphQLUnionType,
     NameNode,
     OperationDefinitionNode,
     OperationType,
@@ -70,6 +71,7 @@ from api.graphql.execution import (
     read_plain,
 )
 from api.graphql.inputs import ContextFilter, ContextOrder, MessageInput, from_coerced, new_messages
+from api.graphql.parts import message_parts, token_usage
 from api.graphql.queries import list_request
 from api.graphql.shapes import Fields, Unsupported, collect, condition_variables
 from api.graphql.types import (
@@ -191,17 +193,34 @@ def _loaded(key: str, inner: Write) -> Write:
     return lambda source, loaded: inner(loaded[key], loaded)
 
 
-def _rows(selection: Selection, type_name: str) -> Write:
-    def write(rows: list[Record], loaded: Loaded) -> list[Any]:
-        written = plain_objects(selection, type_name, rows)
-        if written is None:
-            raise NoAnswer(type_name)
+Computed = Callable[[Record], Any]
+"""A field of a record's object that is not a column but computed from columns by the
+resolver's own function (a message's parts, its usage)."""
+Fields_ = list[tuple[str, Plain | None | Computed]]
+"""(response name, how to read it: a column, None for __typename, or Computed)."""
+
+
+def _objects(fields: Fields_, type_name: str, rows: list[Record]) -> list[dict[str, Any]]:
+    """The objects of records: columns column by column (`plain_objects`), computed
+    fields beside them, keys in the selection's order."""
+    plains: Selection = [(n, f) for n, f in fields if not callable(f)]
+    written = plain_objects(plains, type_name, rows)
+    if written is None:
+        raise NoAnswer(type_name)
+    computed = {n: [f(r) for r in rows] for n, f in fields if callable(f)}
+    if not computed:
         return written
+    return [
+        {n: computed[n][i] if n in computed else row[n] for n, _ in fields}
+        for i, row in enumerate(written)
+    ]
 
-    return write
+
+def _rows(selection: Fields_, type_name: str) -> Write:
+    return lambda rows, loaded: _objects(selection, type_name, rows)
 
 
-def _nodes(selection: Selection, type_name: str) -> Write:
+def _nodes(selection: Fields_, type_name: str) -> Write:
     rows = _rows(selection, type_name)
     return lambda page, loaded: rows(page.rows, loaded)
 
@@ -236,14 +255,18 @@ def _edges(parts: list[tuple[str, Any]]) -> Write:
                 columns.append([page.cursor(r) for r in rows])
             else:
                 selection, type_name = arg
-                nodes = plain_objects(selection, type_name, rows)
-                if nodes is None:
-                    raise NoAnswer(type_name)
-                columns.append(nodes)
+                columns.append(_objects(selection, type_name, rows))
         names = [name for name, _ in parts]
         return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
     return write
+
+
+def _object_or_fail(selection: Selection, type_name: str, source: Any) -> dict[str, Any]:
+    written = plain_object(selection, type_name, source)
+    if written is None:
+        raise NoAnswer(type_name)
+    return written
 
 
 def _chain(source: Record, loaded: Loaded) -> list[Record]:
@@ -327,22 +350,82 @@ class _Planner:
             out.append((response_name, group, definition))
         return out
 
-    def plain(self, nodes: list[FieldNode], field: GraphQLField) -> tuple[Selection, str] | None:
+    def columns(self, nodes: list[FieldNode], field: GraphQLField) -> tuple[Selection, str] | None:
         """Objects whose every selected field is a column or __typename: how to read
         them, and the type's name."""
+        found = self.objects(nodes, field, computed=False)
+        if found is None:
+            return None
+        fields, type_name = found
+        return [(n, f) for n, f in fields if not callable(f)], type_name
+
+    def objects(
+        self, nodes: list[FieldNode], field: GraphQLField, computed: bool = True
+    ) -> tuple[Fields_, str] | None:
+        """Objects whose every selected field is a column, __typename, or (`computed`) a
+        message's parts or usage: how to read them, and the type's name."""
         type_ = _object_type(field)
         selection = self.fields(type_, nodes) if type_ is not None else None
         if type_ is None or selection is None:
             return None
-        plains: Selection = []
+        plains: Fields_ = []
         for response_name, group, sub in selection:
-            plain = None if sub is None else _plain(sub)
-            if sub is not None and (plain is None or group[0].arguments):
+            read: Plain | Computed | None = None if sub is None else _plain(sub)
+            if sub is not None and read is None and computed and not group[0].arguments:
+                read = self.computed(type_, group, sub)
+            if sub is not None and (read is None or group[0].arguments):
                 return None
-            if plain is not None:
-                self.attributes.add(plain[0])
-            plains.append((response_name, plain))
+            if isinstance(read, tuple):
+                self.attributes.add(read[0])
+            plains.append((response_name, read))
         return plains, type_.name
+
+    def computed(
+        self, type_: GraphQLObjectType, nodes: list[FieldNode], field: GraphQLField
+    ) -> Computed | None:
+        """Message.parts (the MessagePart union) and Message.usage, written from the
+        record by the functions their resolvers call."""
+        name = nodes[0].name.value
+        if type_.name != "Message" or name not in ("parts", "usage"):
+            return None
+        if name == "usage":
+            usage = self.columns(nodes, field)
+            if usage is None:
+                return None
+            usage_selection, usage_type = usage
+
+            def write_usage(row: Record) -> Any:
+                value = token_usage(row.usage)
+                if value is None:
+                    return None
+                return _object_or_fail(usage_selection, usage_type, value)
+
+            return write_usage
+        union = get_named_type(field.type)
+        if not isinstance(union, GraphQLUnionType):
+            return None
+        members: dict[type, tuple[str, Selection]] = {}
+        for member in self.schema.get_possible_types(union):
+            definition = (member.extensions or {}).get("strawberry-definition")
+            fields = self.fields(member, nodes)
+            if definition is None or fields is None:
+                return None
+            selection: Selection = []
+            for response_name, group, sub in fields:
+                plain = None if sub is None else _plain(sub)
+                if sub is not None and (plain is None or group[0].arguments):
+                    return None
+                selection.append((response_name, plain))
+            members[definition.origin] = (member.name, selection)
+
+        def write_parts(row: Record) -> list[dict[str, Any]]:
+            written = []
+            for part in message_parts(row.parts, row.content):
+                type_name, selection = members[type(part)]
+                written.append(_object_or_fail(selection, type_name, part))
+            return written
+
+        return write_parts
 
     def connection(self, nodes: list[FieldNode], field: GraphQLField, total: bool) -> Write | None:
         """nodes, edges, pageInfo (and totalCount where the page knows it) of a page."""
@@ -359,12 +442,12 @@ class _Planner:
             elif group[0].arguments:
                 return None
             elif name == "nodes":
-                items = self.plain(group, sub)
+                items = self.objects(group, sub)
                 write = items and _nodes(*items)
             elif name == "edges":
                 write = self.edges(group, sub)
             elif name == "pageInfo":
-                info = self.plain(group, sub)
+                info = self.columns(group, sub)
                 write = info and _page_info(*info)
             elif name == "totalCount" and total:
                 write = _total
@@ -388,7 +471,7 @@ class _Planner:
             elif name == "cursor":
                 parts.append((response_name, ("cursor", None)))
             elif name == "node":
-                item = self.plain(group, sub)
+                item = self.objects(group, sub)
                 if item is None:
                     return None
                 parts.append((response_name, ("node", item)))
@@ -597,7 +680,7 @@ def _append_plan(
         if sub is None:
             write = _constant(payload.name)
         elif group[0].name.value == "messages" and not group[0].arguments:
-            items = planner.plain(group, sub)
+            items = planner.objects(group, sub)
             write = items and _rows(*items)
         if write is None:
             return None
