@@ -1,6 +1,7 @@
 """`python -m bench`: build the data set, run the workloads, compare with the anchor.
 
 python -m bench build [--data-dir DIR] [--scale 1] [--seed 42] [--force] [--embeddings N]
+                     [--tool-calls SHARE]
 python -m bench run [--data-dir DIR] [--workloads chat-page,sidebar,...] [--workers 1]
                     [--connections 16] [--duration 15] [--warmup 3] [--out DIR] [--profile]
 python -m bench compare --anchor DIR --anchor-data DIR [--pairs 3] ...
@@ -107,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the search variant: give the first N messages a clustered 1536-d embedding"
         " and build the HNSW index (100000: all of them, ~6 min on 2 cores; default 0)",
     )
+    b.add_argument(
+        "--tool-calls",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="the parts variant: this share of ASSISTANT messages call a tool, answered by"
+        " the TOOL message after them (chat-page-parts; e.g. 0.2)",
+    )
 
     r = sub.add_parser("run", help="serve the data set and measure the workloads")
     _add_load_options(r)
@@ -152,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.command == "build":
         from bench.dataset import DatasetSpec, build, iter_summary
 
-        spec = DatasetSpec.scaled(a.scale, a.seed, a.embeddings)
+        spec = DatasetSpec.scaled(a.scale, a.seed, a.embeddings, a.tool_calls)
         manifest = build(a.data_dir, spec, force=a.force)
         print(f"data set in {a.data_dir}")
         for line in iter_summary(manifest):

@@ -72,9 +72,15 @@ class DatasetSpec:
     seed: int = 42
     embeddings: int = 0
     """Messages (the first ones generated) with an embedding: the search variant."""
+    tool_calls: float = 0.0
+    """Share of ASSISTANT messages that call a tool, answered by the TOOL message after
+    them (the parts variant, for chat-page-parts). Decided by a random stream of its own:
+    every text, count and version is the same as without."""
 
     @classmethod
-    def scaled(cls, scale: float, seed: int = 42, embeddings: int = 0) -> DatasetSpec:
+    def scaled(
+        cls, scale: float, seed: int = 42, embeddings: int = 0, tool_calls: float = 0.0
+    ) -> DatasetSpec:
         """The default shape times `scale` (the anchor's --scale)."""
         return cls(
             roots=max(1, round(2_000 * scale)),
@@ -82,6 +88,7 @@ class DatasetSpec:
             messages=round(100_000 * scale),
             seed=seed,
             embeddings=embeddings,
+            tool_calls=tool_calls,
         )
 
 
@@ -118,6 +125,10 @@ class Generated:
     # (id, context_id, version, created_at, role, content, token_count, prefix_tokens),
     # in COPY order
     messages: list[tuple[uuid.UUID, uuid.UUID, int, dt.datetime, str, str, int, int]]
+    # the parts variant: message index -> (role, parts, content) replacing the plain text
+    parts: dict[int, tuple[str, list[dict[str, Any]], str]] = field(default_factory=dict)
+    # its tool_calls rows: (context_id, call_id, kind, version)
+    tool_calls: list[tuple[uuid.UUID, str, str, int]] = field(default_factory=list)
 
 
 def det_uuid(rng: random.Random) -> uuid.UUID:
@@ -227,7 +238,40 @@ def generate(spec: DatasetSpec) -> Generated:
         add_messages(c, created)
         forks.append(c)
         contexts.append(c)
-    return Generated(contexts=contexts, messages=messages)
+    data = Generated(contexts=contexts, messages=messages)
+    if spec.tool_calls:
+        _add_tool_calls(data, spec)
+    return data
+
+
+def _add_tool_calls(data: Generated, spec: DatasetSpec) -> None:
+    """Turn a share of ASSISTANT messages into tool calls answered by the next message of
+    the same context (a TOOL message): their texts stay, their parts and roles change."""
+    rng = random.Random(f"{spec.seed}:tool-calls")
+    messages = data.messages
+    for i, m in enumerate(messages[:-1]):
+        following = messages[i + 1]
+        if m[4] != "assistant" or i in data.parts or following[1] != m[1]:
+            continue
+        if rng.random() >= spec.tool_calls:
+            continue
+        call_id = f"call_{det_uuid(rng).hex[:24]}"
+        call = {
+            "type": "tool_call",
+            "call_id": call_id,
+            "name": rng.choice(["search_docs", "get_weather", "run_sql"]),
+            "arguments": {"query": make_text(rng, 10, 40), "limit": rng.randint(1, 20)},
+        }
+        data.parts[i] = ("assistant", [{"type": "text", "text": m[5]}, call], m[5])
+        result = {
+            "type": "tool_result",
+            "call_id": call_id,
+            "output": following[5],
+            "is_error": False,
+        }
+        data.parts[i + 1] = ("tool", [result], "")
+        data.tool_calls.append((m[1], call_id, "call", m[2]))
+        data.tool_calls.append((m[1], call_id, "result", following[2]))
 
 
 def libpq_dsn(url: str) -> str:
@@ -267,14 +311,38 @@ _HNSW = "ix_messages_embedding_hnsw"
 
 
 async def _copy_messages(driver: asyncpg.Connection, data: Generated, spec: DatasetSpec) -> None:
-    """The messages by COPY, in the load's transaction; the search variant's with their
-    embeddings, the HNSW index dropped first and built again after."""
+    """The messages by COPY, in the load's transaction: the search variant's with their
+    embeddings (the HNSW index dropped first and built again after), the parts variant's
+    with their parts and tool_calls rows."""
     columns = [
         "id", "context_id", "version", "created_at", "role", "content", "token_count",
         "prefix_tokens",
     ]  # fmt: skip
+    rows: list[Any] = list(data.messages)
+    if data.parts:
+        # COPY is binary: jsonb's binary form is a version byte, then the text
+        await driver.set_type_codec(
+            "jsonb",
+            encoder=lambda text: b"\x01" + text.encode(),
+            decoder=lambda raw: json.loads(raw[1:]),
+            schema="pg_catalog",
+            format="binary",
+        )
+        columns.append("parts")
+        for i, changed in enumerate(data.parts.get(i) for i in range(len(rows))):
+            m = rows[i]
+            if changed is None:
+                rows[i] = (*m, None)
+            else:
+                role, parts, content = changed
+                rows[i] = (*m[:4], role, content, *m[6:], json.dumps(parts))
+        await driver.copy_records_to_table(
+            "tool_calls",
+            columns=["context_id", "call_id", "kind", "version"],
+            records=data.tool_calls,
+        )
     if not spec.embeddings:
-        await driver.copy_records_to_table("messages", columns=columns, records=data.messages)
+        await driver.copy_records_to_table("messages", columns=columns, records=rows)
         return
     from pgvector.asyncpg import register_vector
 
@@ -283,7 +351,7 @@ async def _copy_messages(driver: asyncpg.Connection, data: Generated, spec: Data
     await driver.execute(f"DROP INDEX {_HNSW}")
     vectors = embeddings_of(data, spec)
     await register_vector(driver)
-    records = [(*m, vectors[i] if i < len(vectors) else None) for i, m in enumerate(data.messages)]
+    records = [(*m, vectors[i] if i < len(vectors) else None) for i, m in enumerate(rows)]
     await driver.copy_records_to_table("messages", columns=[*columns, "embedding"], records=records)
     await driver.execute("SET LOCAL maintenance_work_mem = '2GB'")
     await driver.execute("SET LOCAL max_parallel_maintenance_workers = 2")

@@ -70,6 +70,27 @@ query ChatPage($id: ID!, $t: Boolean!) {
 }""")
 """The chat page with one field behind a client's directive."""
 
+CHAT_PAGE_PARTS = _doc("""
+query ChatPage($id: ID!) {
+  context(id: $id) {
+    id name messageCount
+    messages(last: 50) {
+      nodes {
+        id version role content tokenCount createdAt
+        parts {
+          __typename
+          ... on TextPart { text }
+          ... on ToolCallPart { callId name arguments }
+          ... on ToolResultPart { callId output isError }
+          ... on ReasoningPart { text }
+        }
+      }
+    }
+  }
+}""")
+"""The chat page of an agent's conversation: the messages' typed parts as a client
+selects them (the parts variant of the data set: `bench build --tool-calls 0.2`)."""
+
 SIDEBAR = _doc("""
 query Sidebar {
   contexts(first: 20) { nodes { id name messageCount updatedAt } }
@@ -216,6 +237,7 @@ DESCRIPTIONS = {
     "chat-page-apollo": "chat-page as Apollo Client sends it: __typename, a fragment, pageInfo",
     "chat-page-header": "chat-page on forks with parent { id name }, root { id }, forkVersion",
     "chat-page-directive": "chat-page with @include(if: $t) on one message field",
+    "chat-page-parts": "chat-page selecting the messages' parts (on the tool-call variant)",
     "sidebar": "the 20 most recently updated contexts",
     "tree": "a fork, its parent and the parent's forks (200 forks)",
     "chat-page-deep": "chat-page on forks at depth 5 (history across 6 segments)",
@@ -231,7 +253,7 @@ DESCRIPTIONS = {
     "fork-long-latest": "fork a 100,000-message context at its latest version",
 }
 READS = ["chat-page", "sidebar", "tree", "chat-page-deep"]
-CLIENT_SHAPES = ["chat-page-apollo", "chat-page-header", "chat-page-directive"]
+CLIENT_SHAPES = ["chat-page-apollo", "chat-page-header", "chat-page-directive", "chat-page-parts"]
 DEFAULT = [*READS, "search-all", "search-context", "append", "append-batch", "fork", "mix"]
 FORK_LATENCY = ["fork-short", "fork-long", "fork-short-latest", "fork-long-latest"]
 ALL = [*DEFAULT, *CLIENT_SHAPES, *FORK_LATENCY]
@@ -245,6 +267,7 @@ CHECKS: dict[str, tuple[Check, bool]] = {
     "chat-page-apollo": (check_chat_page, False),
     "chat-page-header": (check_chat_page_header, False),
     "chat-page-directive": (check_chat_page, False),
+    "chat-page-parts": (check_chat_page, False),
     "append": (check_append, True),
     "append-batch": (check_append, True),
     "fork": (check_fork, True),
@@ -293,6 +316,9 @@ async def sample_bodies(
     if name == "chat-page-directive":
         ids = await _ids(conn, "parent_id IS NULL AND message_count >= 50", "q1", n)
         return [body(CHAT_PAGE_DIRECTIVE, id=i, t=k % 2 == 0) for k, i in enumerate(ids)]
+    if name == "chat-page-parts":
+        ids = await _ids(conn, "parent_id IS NULL AND message_count >= 50", "q1", n)
+        return [body(CHAT_PAGE_PARTS, id=i) for i in ids]
     if name == "chat-page-header":
         ids = await _ids(conn, "parent_id IS NOT NULL AND message_count >= 50", "header", n)
         return [body(CHAT_PAGE_HEADER, id=i) for i in ids]

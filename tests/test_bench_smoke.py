@@ -25,7 +25,8 @@ from bench.load import have_wrk
 from bench.runner import RunConfig, run
 
 TINY = DatasetSpec(roots=20, forks=10, messages=1_500, max_depth=5, seed=7)
-TINY_SEARCH = dataclasses.replace(TINY, embeddings=400)  # the search variant
+# the search variant (embeddings) and the parts variant (tool calls) in one
+TINY_SEARCH = dataclasses.replace(TINY, embeddings=400, tool_calls=0.3)
 
 
 def _free_port() -> int:
@@ -87,6 +88,7 @@ def test_harness_end_to_end(bench_db_url: str, tmp_path: Path) -> None:
             "chat-page-apollo",
             "chat-page-header",
             "chat-page-directive",
+            "chat-page-parts",
         ],
         connections=4,
         duration=1.0,
@@ -112,7 +114,8 @@ def test_harness_end_to_end(bench_db_url: str, tmp_path: Path) -> None:
     # chat page as clients select it is one statement, answered by its plan
     assert measured["chat-page"]["statements_per_request"] <= 3
     assert measured["sidebar"]["statements_per_request"] <= 2
-    for shape in ("chat-page", "chat-page-apollo", "chat-page-header", "chat-page-directive"):
+    shapes = ["chat-page", "chat-page-apollo", "chat-page-header", "chat-page-directive"]
+    for shape in [*shapes, "chat-page-parts"]:
         assert measured[shape]["statements_per_request"] == 1, shape
         assert measured[shape]["planned_share"] == 1, shape
     assert measured["sidebar"]["planned_share"] == 1
