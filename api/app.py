@@ -102,6 +102,8 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
         graphiql_assets.start()
         db = await open_database(settings)
         app.state.connector = db.connector
+        if db.gate is not None and app.state.metrics is not None:
+            db.gate.observer = app.state.metrics.observe_queue
         # One LISTEN connection per process, on a direct (non-pooled) URL.
         realtime = Realtime.create(settings, settings.database_direct_url or db.url)
         try:
@@ -179,6 +181,7 @@ def create_app(settings: Settings | None = None, connector: Connector | None = N
         websocket=websocket,
         ide=GraphiQLPage(graphiql_assets),
         max_batch_operations=settings.max_batch_operations,
+        retry_after=settings.retry_after,
     )
     # added first, so innermost: inside the security middlewares
     app.add_middleware(GraphQLRoute, endpoint=graphql)

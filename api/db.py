@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import event
@@ -28,6 +28,7 @@ from api.settings import Settings
 from api.store import direct
 from api.store.deadline import Deadline
 from api.store.direct import Direct
+from api.store.gate import Gate
 
 log = logging.getLogger("ctxgraph.db")
 
@@ -220,6 +221,9 @@ class EngineConnector:
 
     engine: AsyncEngine
     timeout: float | None = None
+    gate: Gate | None = None
+    """First-come admission to the pool's connections (api/store/gate.py); None: the
+    pool's own queue (tests, the benchmarks' in-process counts)."""
     _reads: AsyncEngine = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -230,25 +234,48 @@ class EngineConnector:
     def read(self, timeout: float | None = None) -> AbstractAsyncContextManager[AsyncConnection]:
         seconds = self.timeout if timeout is None else timeout
         if seconds is None:
-            return self._reads.connect()
-        return _bounded(self._reads, Deadline(seconds), begin=False)
+            return self._gated(self._reads.connect)
+        return self._gated(lambda: _bounded(self._reads, Deadline(seconds), begin=False))
 
     def direct(self) -> AbstractAsyncContextManager[Direct]:
-        return direct.pooled(self.engine, self._deadline())
+        return self._gated(lambda: direct.pooled(self.engine, self._deadline()))
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         if self.timeout is None:
-            return self.engine.begin()
-        return _bounded(self.engine, Deadline(self.timeout), begin=True)
+            return self._gated(self.engine.begin)
+        timeout = self.timeout
+        return self._gated(lambda: _bounded(self.engine, Deadline(timeout), begin=True))
 
     def single_statement(self) -> AbstractAsyncContextManager[Direct]:
         # autocommit (asyncpg opens no transaction by itself): no BEGIN and COMMIT, two
         # of the four round trips of an append; and no SQLAlchemy Connection to check
         # out, ~9% of a planned append's CPU in process (bench/README.md, "Optimizations")
-        return direct.pooled(self.engine, self._deadline())
+        return self._gated(lambda: direct.pooled(self.engine, self._deadline()))
 
     def _deadline(self) -> Deadline | None:
+        # made once the use holds its place: the line has its own bound (the gate's)
         return None if self.timeout is None else Deadline(self.timeout)
+
+    def _gated(
+        self, use: Callable[[], AbstractAsyncContextManager[T]]
+    ) -> AbstractAsyncContextManager[T]:
+        return use() if self.gate is None else _through(self.gate, use, self.timeout)
+
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def _through(
+    gate: Gate, use: Callable[[], AbstractAsyncContextManager[T]], limit: float | None
+) -> AsyncIterator[T]:
+    """`use()` once `gate` admits it (in arrival order), its slot held until it ends."""
+    await gate.enter(limit)
+    try:
+        async with use() as value:
+            yield value
+    finally:
+        gate.leave()
 
 
 @asynccontextmanager
@@ -295,6 +322,8 @@ class Database:
     embedded: EmbeddedPostgres | None = None
     timeout: float | None = None
     """Each use's client-side bound (CTXGRAPH_DATABASE_TIMEOUT)."""
+    gate: Gate | None = None
+    """The process's line for connections (api/store/gate.py)."""
 
     @classmethod
     def open(cls, settings: Settings) -> Database:
@@ -305,11 +334,12 @@ class Database:
             embedded = EmbeddedPostgres(settings.pgdata_dir)
             url = embedded.start()
         engine = create_engine(url, settings)
-        return cls(url=url, engine=engine, embedded=embedded, timeout=settings.database_timeout)
+        gate = Gate(settings.pool_size, settings.db_queue_limit, settings.db_queue_timeout)
+        return cls(url, engine, embedded, settings.database_timeout, gate)
 
     @property
     def connector(self) -> EngineConnector:
-        return EngineConnector(self.engine, self.timeout)
+        return EngineConnector(self.engine, self.timeout, self.gate)
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -330,6 +330,13 @@ class CtxgraphProtocol(HttpToolsProtocol):
         answer = response(status, body, self.server_state.default_headers)
         Closing.take_over(self.transport, answer, self.loop)
 
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser refuses (a malformed request line or header, a bad upgrade):
+        a GraphQL JSON error like every other answer, where uvicorn writes text."""
+        answer = error_json(f"Malformed HTTP request: {msg}", "BAD_USER_INPUT")
+        self.transport.write(response(400, answer, self.server_state.default_headers))
+        self.transport.close()
+
     # --- parser callbacks -----------------------------------------------------------
 
     def on_message_begin(self) -> None:

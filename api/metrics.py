@@ -11,7 +11,9 @@
 - ctxgraph_plan_answers_total: operations answered by their plan;
   ctxgraph_plan_fallbacks_total{reason}: operations with a plan that graphql-core
   answered instead (api/graphql/plans.py says when).
-- ctxgraph_db_pool_*: the connection pool of this process, read at scrape time.
+- ctxgraph_db_pool_*: the connection pool of this process, read at scrape time;
+  ctxgraph_db_queue_waiting / ctxgraph_db_connections_in_use (the line in front of it,
+  api/store/gate.py), ctxgraph_db_queue_wait_seconds and ctxgraph_db_queue_refused_total.
 - ctxgraph_http_connections*, ctxgraph_http_requests_cut_total{reason}: this process's
   connections, its cap, and what the limits of api/http_protocol.py refused.
 - process_*: memory, CPU and file descriptors of this process.
@@ -55,6 +57,18 @@ class PoolCollector(Collector):
         pool = getattr(engine, "pool", None)
         if pool is None or not hasattr(pool, "checkedout"):
             return
+        gate = getattr(getattr(self.state, "connector", None), "gate", None)
+        if gate is not None:
+            yield GaugeMetricFamily(
+                "ctxgraph_db_queue_waiting",
+                "Requests waiting in line for a database connection now.",
+                value=float(gate.waiting),
+            )
+            yield GaugeMetricFamily(
+                "ctxgraph_db_connections_in_use",
+                "Database connections held by requests now (at most pool_size).",
+                value=float(gate.in_use),
+            )
         for name, doc, value in (
             ("ctxgraph_db_pool_size", "Connections the pool keeps open.", pool.size()),
             ("ctxgraph_db_pool_checked_out", "Connections in use by requests.", pool.checkedout()),
@@ -133,6 +147,18 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.queue_wait = Histogram(
+            "ctxgraph_db_queue_wait_seconds",
+            "Time requests waited in line for a database connection (those that waited).",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_refused = Counter(
+            "ctxgraph_db_queue_refused",
+            "Uses of the database refused with 503 because the line was full or too slow.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.plan_answers = Counter(
             "ctxgraph_plan_answers",
             "Queries and mutations answered by their plan, without graphql-core's field walk "
@@ -198,6 +224,13 @@ class Metrics:
         self._child(self.operations, operation_type, label, outcome).inc()
         if operation_type in ("query", "mutation"):
             self._child(self.operation_latency, operation_type, label).observe(duration)
+
+    def observe_queue(self, waited: float | None, refused: str | None) -> None:
+        """The gate's observer (api/store/gate.py)."""
+        if waited is not None:
+            self.queue_wait.observe(waited)
+        if refused is not None:
+            self._child(self.queue_refused, refused).inc()
 
     def observe_plan_answer(self) -> None:
         self.plan_answers.inc()

@@ -38,9 +38,35 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path(".ctxgraph"), description="Where the embedded PostgreSQL keeps its data."
     )
-    pool_size: int = Field(default=5, ge=1, description="Connections kept open per process.")
+    pool_size: int = Field(
+        default=10,
+        ge=1,
+        description="Connections kept open per process: at most this many requests use the "
+        "database at once, the others wait in line (CTXGRAPH_DB_QUEUE_*).",
+    )
     pool_max_overflow: int = Field(
-        default=5, ge=0, description="Extra connections opened under load, closed when idle."
+        default=1,
+        ge=0,
+        description="Connections beyond pool_size for work outside the line (the background "
+        "embedder), closed when idle. Requests never need them: at most pool_size requests "
+        "hold a connection, so none waits inside the pool or opens a session under load.",
+    )
+    db_queue_limit: int = Field(
+        default=2_000,
+        ge=0,
+        description="Requests that may wait in line for a database connection per process; "
+        "one more is refused at once with 503 SERVICE_UNAVAILABLE and Retry-After.",
+    )
+    db_queue_timeout: float = Field(
+        default=3.0,
+        gt=0,
+        description="Seconds a request may wait in that line before it is refused with 503 "
+        "and Retry-After (the line is first come, first served).",
+    )
+    retry_after: int = Field(
+        default=1,
+        ge=0,
+        description="Seconds sent in Retry-After with a 503 (database unavailable or saturated).",
     )
     pool_timeout: float = Field(
         default=10.0,

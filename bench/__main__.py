@@ -5,6 +5,8 @@ python -m bench build [--data-dir DIR] [--scale 1] [--seed 42] [--force] [--embe
 python -m bench run [--data-dir DIR] [--workloads chat-page,sidebar,...] [--workers 1]
                     [--connections 16] [--duration 15] [--warmup 3] [--out DIR] [--profile]
 python -m bench compare --anchor DIR --anchor-data DIR [--pairs 3] ...
+python -m bench sweep [--connections 16,64,256,1000] [--workloads chat-page,sidebar,mix]
+                      [--anchor DIR --anchor-data DIR] ...
 python -m bench report RUN_DIR
 """
 
@@ -30,15 +32,25 @@ def _out_dir(out: str | None, label: str) -> Path:
     return DEFAULT_RUNS / (stamp + (f"-{label}" if label else ""))
 
 
-def _add_load_options(p: argparse.ArgumentParser) -> None:
+def _add_load_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     p.add_argument(
         "--data-dir",
         type=Path,
         default=DEFAULT_DATA,
         help=f"built data set (default {DEFAULT_DATA})",
     )
+    if sweep:
+        p.add_argument(
+            "--connections",
+            default="16,64,256,1000",
+            help="comma-separated levels of keep-alive connections (default 16,64,256,1000)",
+        )
+    else:
+        p.add_argument(
+            "--connections", type=int, default=16, help="keep-alive connections (default 16)"
+        )
     p.add_argument(
-        "--connections", type=int, default=16, help="keep-alive connections (default 16)"
+        "--threads", type=int, default=1, help="wrk threads (default 1; 2 for 1000 connections)"
     )
     p.add_argument(
         "--duration", type=float, default=15.0, help="measured seconds per workload (default 15)"
@@ -53,9 +65,9 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pool-size",
         type=int,
-        default=20,
-        help="CTXGRAPH_POOL_SIZE of the server (default 20: the product default of 5"
-        " churns PostgreSQL sessions at 16 connections; see README)",
+        default=None,
+        help="CTXGRAPH_POOL_SIZE of the server (default: the product's own default, which"
+        " the bench measures)",
     )
     p.add_argument(
         "--driver", choices=["wrk", "python"], default="wrk", help="load driver (default wrk)"
@@ -154,6 +166,16 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--anchor-data", type=Path, required=True, help="the anchor's seeded data dir")
     c.add_argument("--pairs", type=int, default=3, help="alternating pairs (default 3)")
 
+    sw = sub.add_parser("sweep", help="the workloads at increasing numbers of connections")
+    _add_load_options(sw, sweep=True)
+    sw.add_argument(
+        "--workloads", default="chat-page,sidebar,mix", help="default chat-page,sidebar,mix"
+    )
+    sw.add_argument(
+        "--anchor", type=Path, help="also the PostGraphile anchor (chat-page, sidebar) per level"
+    )
+    sw.add_argument("--anchor-data", type=Path, help="the anchor's seeded data dir")
+
     rep = sub.add_parser("report", help="rewrite results.md and chart.png of a run directory")
     rep.add_argument("run_dir", type=Path)
 
@@ -172,6 +194,14 @@ def main(argv: list[str] | None = None) -> int:
 
         print(reprint(a.run_dir))
         return 0
+    if a.command == "sweep":
+        from bench.sweep import sweep
+
+        a.levels = [int(n) for n in a.connections.split(",") if n.strip()]
+        a.workload_list = [n.strip() for n in a.workloads.split(",") if n.strip()]
+        summary = sweep(a, _out_dir(a.out, a.label or "sweep"))
+        print((Path(summary["out"]) / "sweep.md").read_text() if "out" in summary else "")
+        return 1 if any(r["errors"] for r in summary["rows"]) else 0
     if a.command == "compare":
         from bench.compare import compare
 
@@ -187,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = RunConfig(
         data_dir=a.data_dir, out=_out_dir(a.out, a.label), workloads=list(names),
         connections=a.connections, duration=a.duration, warmup=a.warmup, workers=a.workers,
-        pool_size=a.pool_size, port=a.port, driver=a.driver, wait_quiet=a.wait_quiet,
-        quiet_pct=a.quiet_pct,
+        pool_size=a.pool_size, port=a.port, driver=a.driver, threads=a.threads,
+        wait_quiet=a.wait_quiet, quiet_pct=a.quiet_pct,
         ids=a.ids, profile=a.profile, code=a.code, seed=a.seed, label=a.label,
         long_history=a.long_history,
     )  # fmt: skip

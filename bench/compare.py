@@ -32,6 +32,7 @@ def run_anchor(a: argparse.Namespace, out: Path) -> dict[str, dict[str, Any]]:
         "--duration", str(round(a.duration)),
         "--warmup", str(round(a.warmup)),
         "--connections", str(a.connections),
+        "--threads", str(getattr(a, "threads", 1)),
         "--queries", ",".join(PAIRS),
         "--results", str(out),
         "--wait-quiet", str(round(a.wait_quiet)),
@@ -52,7 +53,9 @@ def run_anchor(a: argparse.Namespace, out: Path) -> dict[str, dict[str, Any]]:
         figures[PAIRS[r["query"]]] = {
             "rps": r["rps"],
             "p50_ms": r["p50_ms"],
+            "p90_ms": r.get("p90_ms"),
             "p99_ms": r["p99_ms"],
+            "max_ms": r.get("max_ms"),
             "errors": errors,
             "server_ms_per_req": _num(cpu.get("server_ms_per_req")),
             "postgres_ms_per_req": _num(cpu.get("pg_ms_per_req")),
@@ -72,7 +75,7 @@ def run_ctxgraph(a: argparse.Namespace, out: Path) -> dict[str, dict[str, Any]]:
     cfg = RunConfig(
         data_dir=a.data_dir, out=out, workloads=list(PAIRS.values()), connections=a.connections,
         duration=a.duration, warmup=a.warmup, workers=a.workers, port=a.port,
-        pool_size=a.pool_size, driver=a.driver,
+        pool_size=a.pool_size, driver=a.driver, threads=a.threads,
         wait_quiet=a.wait_quiet, quiet_pct=a.quiet_pct, ids=a.ids, seed=a.seed,
     )  # fmt: skip
     report = run(cfg)

@@ -69,7 +69,7 @@ async def call(app: Any, body: bytes) -> list[Message]:
 
 async def measure(pgdata: Path, bodies: list[bytes], requests: int) -> list[float]:
     url = EmbeddedPostgres(pgdata).start()
-    settings = Settings(_env_file=None, pool_size=20, access_log=False)
+    settings = Settings(_env_file=None, access_log=False)
     engine = create_engine(url, settings)
     app = create_app(settings, connector=EngineConnector(engine))
     try:

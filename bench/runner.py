@@ -50,9 +50,8 @@ class RunConfig:
     duration: float = 15.0
     warmup: float = 3.0
     workers: int = 1
-    # connections per server process; the default 5 (+5 overflow, closed on return)
-    # churns PostgreSQL sessions at 16 connections (0.1 new session per request)
-    pool_size: int = 20
+    # CTXGRAPH_POOL_SIZE; None: the product's default, which is what the bench measures
+    pool_size: int | None = None
     # serve the code of another checkout (a git worktree): before/after comparisons
     code: Path | None = None
     port: int = 18765
@@ -468,7 +467,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         cfg.out / "server.log",
         cfg.database_url,
         env={
-            "CTXGRAPH_POOL_SIZE": str(cfg.pool_size),
+            **({"CTXGRAPH_POOL_SIZE": str(cfg.pool_size)} if cfg.pool_size else {}),
             **({"PYTHONPATH": str(cfg.code)} if cfg.code else {}),
         },
     )

@@ -210,6 +210,7 @@ PROTOCOL_METHODS = {
     "on_headers_complete": ["self"],
     "on_message_complete": ["self"],
     "_unset_keepalive_if_required": ["self"],
+    "send_400_response": ["self", "msg"],
 }
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -227,6 +229,27 @@ def test_graphql_over_http_audit(server: str) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert ", 0 warnings, 0 errors" in done.stdout, done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "raw",
+    [b"GARBAGE\r\n\r\n", b"GET /graphql HTTP/1.1\r\nBad Header\r\n\r\n", b"\x00\x01\x02\r\n\r\n"],
+    ids=["request line", "header line", "binary"],
+)
+def test_malformed_http_is_a_graphql_error(server: str, raw: bytes) -> None:
+    """What the HTTP parser itself refuses is answered like everything else: JSON."""
+    parts = urlsplit(server)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(raw)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), received
+    assert b"content-type: application/json" in head.lower()
+    (error,) = json.loads(body)["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
 
 
 # --- graphql-transport-ws edges, over a real WebSocket ---------------------------------------

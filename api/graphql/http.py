@@ -298,12 +298,14 @@ class GraphQLHTTP:
         websocket: ASGIApp,
         ide: IdePage | None = None,
         max_batch_operations: int = 1,
+        retry_after: int = 1,
     ) -> None:
         self.operations = operations
         self.context_getter = context_getter
         self.websocket = websocket
         self.ide = ide
         self.max_batch = max_batch_operations
+        self.retry_after = retry_after
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -335,12 +337,12 @@ class GraphQLHTTP:
         if not batched or unauthenticated is not None:
             # a batch without valid credentials is one refusal, not an array of them
             outcome = unauthenticated or outcomes[0]
+            status = _status(outcome, media_type)
+            headers = outcome.headers
+            if status == 503:
+                headers = (*headers, ("retry-after", str(self.retry_after)))
             await respond(
-                send,
-                _status(outcome, media_type),
-                _body(outcome.result, outcome.executed),
-                media_type,
-                outcome.headers,
+                send, status, _body(outcome.result, outcome.executed), media_type, headers
             )
             return
         await respond(send, 200, [_body(o.result, o.executed) for o in outcomes], media_type)

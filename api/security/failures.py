@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import sqlalchemy.exc
 
 from api.store.deadline import DatabaseTimeout
+from api.store.gate import Saturated
 
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 INTERNAL = "INTERNAL_SERVER_ERROR"
@@ -67,6 +68,11 @@ def classify(exc: BaseException) -> tuple[str, str] | None:
     for e in _chain(exc):
         if isinstance(e, DatabaseTimeout):
             return SERVICE_UNAVAILABLE, _timeout_message(e.seconds)
+        if isinstance(e, Saturated):
+            return SERVICE_UNAVAILABLE, (
+                f"The server is busy: {e.why}. Nothing was run; retry after the number of "
+                "seconds in the Retry-After header."
+            )
         state = _sqlstate(e)
         if state == _QUERY_CANCELED:
             from api.errors import QueryTooComplex
