@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -233,33 +234,43 @@ class EngineConnector:
 
     def read(self, timeout: float | None = None) -> AbstractAsyncContextManager[AsyncConnection]:
         seconds = self.timeout if timeout is None else timeout
-        if seconds is None:
-            return self._gated(self._reads.connect)
-        return self._gated(lambda: _bounded(self._reads, Deadline(seconds), begin=False))
+
+        def use(bound: float | None) -> AbstractAsyncContextManager[AsyncConnection]:
+            if bound is None:
+                return self._reads.connect()
+            return _bounded(self._reads, Deadline(bound), begin=False)
+
+        return self._gated(use, seconds)
 
     def direct(self) -> AbstractAsyncContextManager[Direct]:
-        return self._gated(lambda: direct.pooled(self.engine, self._deadline()))
+        return self._gated(lambda bound: direct.pooled(self.engine, _deadline(bound)))
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        if self.timeout is None:
-            return self._gated(self.engine.begin)
-        timeout = self.timeout
-        return self._gated(lambda: _bounded(self.engine, Deadline(timeout), begin=True))
+        def use(bound: float | None) -> AbstractAsyncContextManager[AsyncConnection]:
+            if bound is None:
+                return self.engine.begin()
+            return _bounded(self.engine, Deadline(bound), begin=True)
+
+        return self._gated(use)
 
     def single_statement(self) -> AbstractAsyncContextManager[Direct]:
         # autocommit (asyncpg opens no transaction by itself): no BEGIN and COMMIT, two
         # of the four round trips of an append; and no SQLAlchemy Connection to check
         # out, ~9% of a planned append's CPU in process (bench/README.md, "Optimizations")
-        return self._gated(lambda: direct.pooled(self.engine, self._deadline()))
-
-    def _deadline(self) -> Deadline | None:
-        # made once the use holds its place: the line has its own bound (the gate's)
-        return None if self.timeout is None else Deadline(self.timeout)
+        return self._gated(lambda bound: direct.pooled(self.engine, _deadline(bound)))
 
     def _gated(
-        self, use: Callable[[], AbstractAsyncContextManager[T]]
+        self,
+        use: Callable[[float | None], AbstractAsyncContextManager[T]],
+        bound: float | None = None,
     ) -> AbstractAsyncContextManager[T]:
-        return use() if self.gate is None else _through(self.gate, use, self.timeout)
+        """`use(bound)` through the line: the wait in it counts against the use's bound."""
+        bound = self.timeout if bound is None else bound
+        return use(bound) if self.gate is None else _through(self.gate, use, bound)
+
+
+def _deadline(bound: float | None) -> Deadline | None:
+    return None if bound is None else Deadline(bound)
 
 
 T = TypeVar("T")
@@ -267,12 +278,15 @@ T = TypeVar("T")
 
 @asynccontextmanager
 async def _through(
-    gate: Gate, use: Callable[[], AbstractAsyncContextManager[T]], limit: float | None
+    gate: Gate, use: Callable[[float | None], AbstractAsyncContextManager[T]], bound: float | None
 ) -> AsyncIterator[T]:
-    """`use()` once `gate` admits it (in arrival order), its slot held until it ends."""
-    await gate.enter(limit)
+    """`use` once `gate` admits it (in arrival order), its slot held until it ends; the
+    wait in line counts against `bound`, the rest of which the use gets."""
+    started = time.monotonic()
+    await gate.enter(bound)
+    rest = None if bound is None else max(0.001, bound - (time.monotonic() - started))
     try:
-        async with use() as value:
+        async with use(rest) as value:
             yield value
     finally:
         gate.leave()

@@ -23,6 +23,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from api.store.deadline import DatabaseTimeout
+
 
 class Saturated(ConnectionError):
     """The process cannot take this use of the database now: retry shortly."""
@@ -51,8 +53,9 @@ class Gate:
         self._slots = asyncio.Semaphore(capacity)
 
     async def enter(self, limit: float | None = None) -> None:
-        """Take a slot, waiting in line if none is free (at most `max_wait` seconds, and
-        at most `limit`: the rest of the caller's own bound). Raises Saturated."""
+        """Take a slot, waiting in line if none is free: at most `max_wait` seconds
+        (then Saturated), and at most `limit`, the caller's bound on its use of the
+        database (then DatabaseTimeout, as when the database does not answer)."""
         if not self._slots.locked():
             await self._slots.acquire()  # free now: returns without suspending
             self.in_use += 1
@@ -71,6 +74,8 @@ class Gate:
                 await self._slots.acquire()
         except TimeoutError:
             self._observe(None, "waited too long")
+            if wait < self.max_wait:
+                raise DatabaseTimeout(wait) from None
             raise Saturated(
                 f"no database connection was free within {wait:g} s (CTXGRAPH_DB_QUEUE_TIMEOUT)"
             ) from None
