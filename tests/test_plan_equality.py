@@ -236,6 +236,7 @@ def _message_pieces(doc: Document) -> list[Piece]:
     return [
         *MESSAGE_COLUMNS,
         "status",
+        lambda d: f"forks {{ {d(_fields(doc, 'Context', list(CONTEXT_COLUMNS)))} }}",
         lambda d: f"usage {{ {d(_fields(doc, 'TokenUsage', list(USAGE_FIELDS)))} }}",
         parts,
     ]

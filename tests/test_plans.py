@@ -150,11 +150,22 @@ async def test_planned_reads_answer_as_graphql_core(
     # every read answered by its plan: 5 ids x 9 cases, 2 cursor pages of the 4 that exist
     assert answered == len(ids) * len(cases) + 4 * 2
 
-    # a planned chat page, a branch switcher: one statement each
+    # a planned chat page, a branch switcher: one statement each; the chat page with
+    # the branches made at its messages: two (the page, the forks at its messages)
     for doc in (CHAT, TREE):
         statements.clear()
         await client.data(planned(doc), {"id": ids["grandchild"]})
         assert len(statements) == 1, doc
+    branches = CHAT.replace("deletedAt }", "deletedAt forks { id name } }")
+    for name, cid in ids.items():
+        plan_runs.clear()
+        answer, expected = await both(client, reference, plan_runs, branches, {"id": cid})
+        assert answer == expected, name
+        assert plan_runs == [True], name
+    statements.clear()
+    page = await client.data(planned(branches), {"id": ids["root"]})
+    assert len(statements) == 2
+    assert any(n["forks"] for n in page["context"]["messages"]["nodes"])
 
 
 async def test_planned_context_lists_answer_as_graphql_core(
@@ -290,6 +301,7 @@ SCHEMA = build_schema()._schema
         "query { contexts(orderBy: {field: NAME, direction: ASC}) { nodes { id } } }",
         "query { contexts(filter: {rootsOnly: true}) { nodes { id } } }",
         "mutation { appendMessages(contextId: 1, messages: []) { messages { id } } }",
+        "query { context(id: 1) { messages(last: 5) { nodes { id forks { id name } } } } }",
     ],
 )
 def test_shapes_with_a_plan(doc: str) -> None:
@@ -315,6 +327,7 @@ def test_shapes_with_a_plan(doc: str) -> None:
         "query { contexts(first: 1) { totalCount } }",
         "query { contexts { nodes { messages { nodes { id } } } } }",
         "mutation { appendMessages(contextId: 1, messages: []) { context { id } } }",
+        "mutation { appendMessages(contextId: 1, messages: []) { messages { forks { id } } } }",
         "query { __typename }",
     ],
 )

@@ -14,7 +14,8 @@ and @include/@skip:
     appendMessages(contextId, messages, expectedVersion) { messages { <columns> } }
 
 A <page> selects nodes, edges { cursor node }, pageInfo and (for messages)
-totalCount; parent.forks is not planned together with messages, root or
+totalCount; a message also its parts, usage and the forks made at it (a second
+statement); parent.forks is not planned together with messages, root or
 ancestors. Anything else has no plan and graphql-core executes it.
 
 The answer is graphql-core's, byte for byte (tests/test_plan_equality.py generates
@@ -84,6 +85,7 @@ from api.graphql.types import (
 from api.services import append as append_service
 from api.services.contexts import list_contexts
 from api.store import contexts as store
+from api.store import tree as tree_store
 from api.store.history import HistoryFilter
 from api.store.inputs import parse_id
 from api.store.tree import TreeQuery
@@ -193,21 +195,24 @@ def _loaded(key: str, inner: Write) -> Write:
     return lambda source, loaded: inner(loaded[key], loaded)
 
 
-Computed = Callable[[Record], Any]
-"""A field of a record's object that is not a column but computed from columns by the
-resolver's own function (a message's parts, its usage)."""
+Computed = Callable[[Record, "Loaded"], Any]
+"""A field of a record's object that is not a column but computed by the resolver's own
+function from its columns (a message's parts, its usage) or from what the plan loaded
+(the forks made at a message)."""
 Fields_ = list[tuple[str, Plain | None | Computed]]
 """(response name, how to read it: a column, None for __typename, or Computed)."""
 
 
-def _objects(fields: Fields_, type_name: str, rows: list[Record]) -> list[dict[str, Any]]:
+def _objects(
+    fields: Fields_, type_name: str, rows: list[Record], loaded: Loaded
+) -> list[dict[str, Any]]:
     """The objects of records: columns column by column (`plain_objects`), computed
     fields beside them, keys in the selection's order."""
     plains: Selection = [(n, f) for n, f in fields if not callable(f)]
     written = plain_objects(plains, type_name, rows)
     if written is None:
         raise NoAnswer(type_name)
-    computed = {n: [f(r) for r in rows] for n, f in fields if callable(f)}
+    computed = {n: [f(r, loaded) for r in rows] for n, f in fields if callable(f)}
     if not computed:
         return written
     return [
@@ -217,7 +222,7 @@ def _objects(fields: Fields_, type_name: str, rows: list[Record]) -> list[dict[s
 
 
 def _rows(selection: Fields_, type_name: str) -> Write:
-    return lambda rows, loaded: _objects(selection, type_name, rows)
+    return lambda rows, loaded: _objects(selection, type_name, rows, loaded)
 
 
 def _nodes(selection: Fields_, type_name: str) -> Write:
@@ -255,7 +260,7 @@ def _edges(parts: list[tuple[str, Any]]) -> Write:
                 columns.append([page.cursor(r) for r in rows])
             else:
                 selection, type_name = arg
-                columns.append(_objects(selection, type_name, rows))
+                columns.append(_objects(selection, type_name, rows, loaded))
         names = [name for name, _ in parts]
         return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
@@ -328,6 +333,8 @@ class _Planner:
         # the fields a plan loads, by role: their arguments are bound per request
         self.loads: dict[str, Bound] = {}
         self.chains = False
+        # a page's messages select the forks made at them: a second statement
+        self.message_forks = False
         # the record attributes the plan writes (the statements leave out what it does not)
         self.attributes: set[str] = set()
 
@@ -386,15 +393,27 @@ class _Planner:
         """Message.parts (the MessagePart union) and Message.usage, written from the
         record by the functions their resolvers call."""
         name = nodes[0].name.value
-        if type_.name != "Message" or name not in ("parts", "usage"):
+        if type_.name != "Message" or name not in ("parts", "usage", "forks"):
             return None
+        if name == "forks":
+            forks = self.columns(nodes, field)
+            if forks is None:
+                return None
+            forks_selection, context_type = forks
+            self.message_forks = True
+
+            def write_forks(row: Record, loaded: Loaded) -> list[dict[str, Any]]:
+                found = loaded["message_forks"].get((row.context_id, row.version), [])
+                return [_object_or_fail(forks_selection, context_type, f) for f in found]
+
+            return write_forks
         if name == "usage":
             usage = self.columns(nodes, field)
             if usage is None:
                 return None
             usage_selection, usage_type = usage
 
-            def write_usage(row: Record) -> Any:
+            def write_usage(row: Record, loaded: Loaded) -> Any:
                 value = token_usage(row.usage)
                 if value is None:
                     return None
@@ -418,7 +437,7 @@ class _Planner:
                 selection.append((response_name, plain))
             members[definition.origin] = (member.name, selection)
 
-        def write_parts(row: Record) -> list[dict[str, Any]]:
+        def write_parts(row: Record, loaded: Loaded) -> list[dict[str, Any]]:
             written = []
             for part in message_parts(row.parts, row.content):
                 type_name, selection = members[type(part)]
@@ -579,7 +598,11 @@ def _context_plan(
         return None
     page, forks = loads.get("page"), loads.get("forks")
     root: Bound = (nodes, field)
-    meta, chains = "meta" in planner.attributes, planner.chains
+    meta, chains, message_forks = (
+        "meta" in planner.attributes,
+        planner.chains,
+        planner.message_forks,
+    )
 
     def bind(ctx: RequestContext, values: VariableValues) -> Any:
         key = parse_id(_argument_values(root, values)["id"])
@@ -616,7 +639,10 @@ def _context_plan(
                 found = await store.contexts_with_chains(conn, [key], meta=meta)
             else:
                 found = await store.contexts_with_parents(conn, [key], meta=meta)
-        record = found.get(key)
+            record = found.get(key)
+            if record is not None and history is not None and message_forks:
+                at = [(r.context_id, r.version) for r in pages[key].rows]
+                loaded["message_forks"] = await tree_store.forks_at(conn, at) if at else {}
         loaded["contexts"] = found
         if record is not None and history is not None:
             p = pages[key]
@@ -641,7 +667,7 @@ def _list_plan(
     planner: _Planner, response_name: str, nodes: list[FieldNode], field: GraphQLField
 ) -> Plan | None:
     write = planner.connection(nodes, field, total=False)
-    if write is None:
+    if write is None or planner.message_forks:
         return None
     root: Bound = (nodes, field)
     meta = "meta" in planner.attributes
@@ -685,6 +711,8 @@ def _append_plan(
         if write is None:
             return None
         writers.append((name, write))
+    if planner.message_forks:  # a message just appended: graphql-core asks for its forks
+        return None
     root: Bound = (nodes, field)
 
     def bind(ctx: RequestContext, values: VariableValues) -> Any:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.selectable import TextualSelect
 
+from api.store.direct import Reads
 from api.store.records import CONTEXT_NAMES, CONTEXTS_AS_C, statement, typed
 
 _CTX = CONTEXTS_AS_C[True]
@@ -46,7 +47,7 @@ async def ancestors(
 
 
 async def forks_at(
-    conn: AsyncConnection, keys: Sequence[tuple[uuid.UUID, int]]
+    conn: Reads, keys: Sequence[tuple[uuid.UUID, int]]
 ) -> dict[tuple[uuid.UUID, int], list[Row[Any]]]:
     """Live forks made at (context, version), oldest first (Message.forks)."""
     sql = (
