@@ -51,9 +51,13 @@ from graphql import (
     GraphQLObjectType,
     GraphQLSchema,
     GraphQLUnionType,
+    ListValueNode,
     NameNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
+    ValueNode,
+    VariableNode,
     get_named_type,
     located_error,
 )
@@ -335,6 +339,8 @@ class _Planner:
         self.chains = False
         # a page's messages select the forks made at them: a second statement
         self.message_forks = False
+        # a message's parts or usage are written (else the statement leaves them out)
+        self.parts = False
         # the record attributes the plan writes (the statements leave out what it does not)
         self.attributes: set[str] = set()
 
@@ -407,6 +413,7 @@ class _Planner:
                 return [_object_or_fail(forks_selection, context_type, f) for f in found]
 
             return write_forks
+        self.parts = True
         if name == "usage":
             usage = self.columns(nodes, field)
             if usage is None:
@@ -583,9 +590,33 @@ class Plan:
         return ExecutionResult(data={self.response_name: value})
 
 
+_LITERAL_ARGUMENTS: dict[int, tuple[FieldNode, dict[str, Any]]] = {}
+"""Coerced arguments of field nodes that name no variable, by id of the node: they are
+the same for every request (the sidebar's `contexts(first: 20)`, a page's `last: 50`)."""
+
+
 def _argument_values(bound: Bound, values: VariableValues) -> dict[str, Any]:
     nodes, field = bound
-    return get_argument_values(field, nodes[0], values)
+    node = nodes[0]
+    cached = _LITERAL_ARGUMENTS.get(id(node))
+    if cached is not None and cached[0] is node:
+        return cached[1]
+    arguments = get_argument_values(field, node, values)
+    if not any(_has_variable(a.value) for a in node.arguments or ()):
+        if len(_LITERAL_ARGUMENTS) > 4096:  # documents come and go with the text cache
+            _LITERAL_ARGUMENTS.clear()
+        _LITERAL_ARGUMENTS[id(node)] = (node, arguments)
+    return arguments
+
+
+def _has_variable(value: ValueNode) -> bool:
+    if isinstance(value, VariableNode):
+        return True
+    if isinstance(value, ListValueNode):
+        return any(_has_variable(v) for v in value.values)
+    if isinstance(value, ObjectValueNode):
+        return any(_has_variable(f.value) for f in value.fields)
+    return False
 
 
 def _context_plan(
@@ -603,6 +634,7 @@ def _context_plan(
         planner.chains,
         planner.message_forks,
     )
+    parts = planner.parts
 
     def bind(ctx: RequestContext, values: VariableValues) -> Any:
         key = parse_id(_argument_values(root, values)["id"])
@@ -629,7 +661,7 @@ def _context_plan(
         async with ctx.db.direct() as conn:
             if history is not None:
                 found, pages = await store.contexts_with_pages(
-                    conn, [key], history, meta=meta, chains=chains
+                    conn, [key], history, meta=meta, chains=chains, parts=parts
                 )
             elif tree is not None:
                 found, tree_pages = await store.contexts_with_sibling_forks(

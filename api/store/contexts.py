@@ -122,6 +122,7 @@ async def contexts_with_pages(
     *,
     meta: bool = True,
     chains: bool = False,
+    parts: bool = True,
 ) -> tuple[dict[uuid.UUID, Row[Any]], dict[uuid.UUID, HistoryPage]]:
     """`contexts_with_parents` (with `chains`: `contexts_with_chains`) and
     `history.history_pages` of the same ids, in one statement: a chat page (a context
@@ -134,7 +135,7 @@ async def contexts_with_pages(
     if chains and not req.filter.include_inherited:
         raise ValueError("the chains are the segments of a history with inherited messages")
     params: dict[str, Any] = {"ids": list(ids)}
-    pages = history.pages_sql(req, params)
+    pages = history.pages_sql(req, params, parts=parts)
     sql = (
         f"WITH RECURSIVE {history.chain_cte(req.filter.include_inherited)} "
         f"{_CONTEXT_ROWS[meta, chains]} UNION ALL {_PAGE_ROWS}({pages}) p"

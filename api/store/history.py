@@ -135,10 +135,10 @@ async def history_pages(
     return split_pages(await conn.execute(stmt, params), context_ids, req)
 
 
-def pages_sql(req: HistoryPageRequest, params: dict[str, Any]) -> str:
+def pages_sql(req: HistoryPageRequest, params: dict[str, Any], *, parts: bool = True) -> str:
     """The SELECT of `history_pages` (after its `chain` CTE): rows of (leaf, part,
-    message columns...); adds its parameters to `params` (:ids, the leaves, is the
-    caller's)."""
+    message columns...; `parts=False`: no parts and usage); adds its parameters to
+    `params` (:ids, the leaves, is the caller's)."""
     params["lim"] = req.size + 1
     base = _segment_conditions(req.filter, params)
     order = "DESC" if req.backward else "ASC"
@@ -154,13 +154,14 @@ def pages_sql(req: HistoryPageRequest, params: dict[str, Any]) -> str:
         probes.append((_AT_OR_AFTER_BEFORE, "m.version >= :before_version"))
     branches = [
         f"SELECT ch.leaf, {_PAGE} AS part, m.* FROM chain ch CROSS JOIN LATERAL ("
-        f"SELECT {message_select_list('m')} FROM messages m WHERE {' AND '.join(page)}"
+        f"SELECT {message_select_list('m', parts=parts)} FROM messages m"
+        f" WHERE {' AND '.join(page)}"
         f" ORDER BY m.version {order} LIMIT :lim) m"
     ]
     for part, bound in probes:
         branches.append(
             f"SELECT ch.leaf, {part} AS part, m.* FROM chain ch CROSS JOIN LATERAL ("
-            f"SELECT {message_select_list('m')} FROM messages m"
+            f"SELECT {message_select_list('m', parts=parts)} FROM messages m"
             f" WHERE {' AND '.join([*base, bound])} LIMIT 1) m"
         )
     sign = -1 if req.backward else 1

@@ -64,18 +64,26 @@ MESSAGE_NAMES = [c.name for c in MESSAGE_COLUMNS] + ["has_embedding"]
 """The names `message_select_list` gives, in its order."""
 
 
-def _message_column(alias: str, name: str) -> str:
+_PARTS_COLUMNS = frozenset({"parts", "usage"})
+
+
+def _message_column(alias: str, name: str, parts: bool) -> str:
     # NULL is COMPLETED (models/message.py STATUSES): records carry the enum's value, so
     # Message.status is a plain column field like role
     if name == "status":
         return f"coalesce({alias}.status, 'completed') AS status"
+    if not parts and name in _PARTS_COLUMNS:
+        return f"NULL::jsonb AS {name}"
     return f"{alias}.{name}"
 
 
-def message_select_list(alias: str) -> str:
+def message_select_list(alias: str, *, parts: bool = True) -> str:
     """`alias.col, ...` for every message column except the embedding, plus has_embedding
-    (and the status as the API names it: 'completed' for NULL)."""
-    cols = ", ".join(_message_column(alias, c.name) for c in MESSAGE_COLUMNS)
+    (and the status as the API names it: 'completed' for NULL).
+
+    `parts=False` selects NULL for the parts and usage: for a planned read that writes
+    neither, so that no row's JSONB is decoded (in Python) for nothing."""
+    cols = ", ".join(_message_column(alias, c.name, parts) for c in MESSAGE_COLUMNS)
     return f"{cols}, ({alias}.embedding IS NOT NULL) AS has_embedding"
 
 
