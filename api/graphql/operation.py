@@ -177,6 +177,7 @@ class Operations:
         self.limits = limits
         self.executor_class = executor_class
         self.plans = plans
+        self._steps = [getattr(self, f"_step_{step}") for step in self.STEPS]
         # graphql-core's rules and the two Strawberry adds to them (its Schema.execute
         # validates with the same list)
         self.rules: tuple[type[ASTValidationRule], ...] = (
@@ -296,8 +297,8 @@ class Operations:
     ) -> tuple[Prepared, PreparedOperation]:
         """Everything before execution; raises RequestError."""
         admission = Admission(request, ctx, transport)
-        for step in self.STEPS:
-            await getattr(self, f"_step_{step}")(admission)
+        for step in self._steps:
+            await step(admission)
         assert admission.prepared is not None
         assert admission.chosen is not None
         return admission.prepared, admission.chosen
