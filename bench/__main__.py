@@ -165,6 +165,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     c.add_argument("--anchor-data", type=Path, required=True, help="the anchor's seeded data dir")
     c.add_argument("--pairs", type=int, default=3, help="alternating pairs (default 3)")
+    c.add_argument(
+        "--code",
+        type=Path,
+        help="serve the code of another checkout (a git worktree) as ctxgraph: a before run in"
+        " the same sitting as an after run",
+    )
+    c.add_argument(
+        "--also",
+        default="",
+        help="more ctxgraph workloads, each set against the anchor's chat page (q1): e.g."
+        " chat-page-apollo,chat-page-header,chat-page-directive",
+    )
 
     sw = sub.add_parser("sweep", help="the workloads at increasing numbers of connections")
     _add_load_options(sw, sweep=True)

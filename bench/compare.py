@@ -71,12 +71,18 @@ def _num(value: Any) -> float | None:
         return None
 
 
+def _also(a: argparse.Namespace) -> list[str]:
+    """Extra ctxgraph workloads, each compared with the anchor's chat page."""
+    return [n.strip() for n in getattr(a, "also", "").split(",") if n.strip()]
+
+
 def run_ctxgraph(a: argparse.Namespace, out: Path) -> dict[str, dict[str, Any]]:
     cfg = RunConfig(
-        data_dir=a.data_dir, out=out, workloads=list(PAIRS.values()), connections=a.connections,
-        duration=a.duration, warmup=a.warmup, workers=a.workers, port=a.port,
-        pool_size=a.pool_size, driver=a.driver, threads=a.threads,
+        data_dir=a.data_dir, out=out, workloads=[*PAIRS.values(), *_also(a)],
+        connections=a.connections, duration=a.duration, warmup=a.warmup, workers=a.workers,
+        port=a.port, pool_size=a.pool_size, driver=a.driver, threads=a.threads,
         wait_quiet=a.wait_quiet, quiet_pct=a.quiet_pct, ids=a.ids, seed=a.seed,
+        code=getattr(a, "code", None),
     )  # fmt: skip
     report = run(cfg)
     figures = {}
@@ -111,19 +117,24 @@ def compare(a: argparse.Namespace, out: Path) -> dict[str, Any]:
 def _write(a: argparse.Namespace, out: Path, pairs: list[dict[str, Any]]) -> dict[str, Any]:
     rows = []
     ok = True
-    for name in PAIRS.values():
-        ratios = [p["ctxgraph"][name]["rps"] / p["postgraphile"][name]["rps"] for p in pairs]
+    # each ctxgraph workload against its anchor counterpart (the extra ones: the chat page)
+    against = {**{n: n for n in PAIRS.values()}, **dict.fromkeys(_also(a), "chat-page")}
+    for name, anchor_name in against.items():
+        ratios = [p["ctxgraph"][name]["rps"] / p["postgraphile"][anchor_name]["rps"] for p in pairs]
         errors = sum(
-            p["ctxgraph"][name]["errors"] + p["postgraphile"][name]["errors"] for p in pairs
+            p["ctxgraph"][name]["errors"] + p["postgraphile"][anchor_name]["errors"] for p in pairs
         )
         ok = ok and errors == 0
 
-        def med(side: str, key: str, name: str = name) -> float | None:
-            values = [p[side][name][key] for p in pairs if p[side][name].get(key) is not None]
+        def med(
+            side: str, key: str, name: str = name, anchor_name: str = anchor_name
+        ) -> float | None:
+            which = name if side == "ctxgraph" else anchor_name
+            values = [p[side][which][key] for p in pairs if p[side][which].get(key) is not None]
             return statistics.median(values) if values else None
 
         rows.append({
-            "workload": name,
+            "workload": name if name == anchor_name else f"{name} (vs {anchor_name})",
             "ratio_rps_median": round(statistics.median(ratios), 3),
             "ratios": [round(r, 3) for r in ratios],
             "postgraphile_rps_median": med("postgraphile", "rps"),

@@ -30,12 +30,16 @@ async def run(url: str, lines: list[bytes], connections: int, duration: float) -
     deadline = time.perf_counter() + duration
 
     async def worker(client: httpx.AsyncClient, offset: int) -> None:
-        i = offset
+        i, seq = offset, 0
         while time.perf_counter() < deadline:
             i = (i + 1) % len(lines)
+            body = lines[i]
+            if b"@SEQ@" in body:  # made anew per request, as the wrk script does
+                seq += 1
+                body = body.replace(b"@SEQ@", f"{offset}_{seq}".encode())
             t = time.perf_counter()
             try:
-                r = await client.post(url, content=lines[i], headers=headers)
+                r = await client.post(url, content=body, headers=headers)
             except httpx.HTTPError:
                 counts["read_err"] += 1
                 continue

@@ -111,6 +111,14 @@ mutation Append($id: ID!, $messages: [MessageInput!]!) {
   }
 }""")
 
+APPEND_FORMATTED = _doc("""
+mutation AppendFormatted($id: ID!, $messages: JSON!) {
+  appendFormatted(contextId: $id, format: OPENAI_CHAT, messages: $messages) {
+    messages { id version }
+  }
+}""")
+"""An assistant message that calls one tool, as OpenAI's chat completions return it."""
+
 FORK = _doc("""
 mutation Fork($id: ID!, $v: Int) {
   forkContext(id: $id, atVersion: $v) { id forkVersion latestVersion messageCount }
@@ -188,6 +196,13 @@ def check_append(b: Body, data: dict[str, Any]) -> str | None:
     return None
 
 
+def check_append_formatted(b: Body, data: dict[str, Any]) -> str | None:
+    msgs = data["appendFormatted"]["messages"]
+    if len(msgs) != 1:
+        return f"expected one appended message, got {msgs}"
+    return None
+
+
 def check_fork(b: Body, data: dict[str, Any]) -> str | None:
     f = data["forkContext"]
     v = b["variables"].get("v")
@@ -244,6 +259,7 @@ DESCRIPTIONS = {
     "append": "one message (200-800 chars) appended to a random context",
     "append-batch": "10 messages (200-800 chars each) appended to a random context",
     "fork": "fork a random context at a random version",
+    "append-formatted": "appendFormatted: one OPENAI_CHAT assistant message with one tool call",
     "search-all": "similarMessages scope ALL, first 10",
     "search-context": "similarMessages scope CONTEXT, first 10",
     "mix": "70% chat-page, 10% sidebar, 15% append, 3% fork, 2% search",
@@ -253,10 +269,11 @@ DESCRIPTIONS = {
     "fork-long-latest": "fork a 100,000-message context at its latest version",
 }
 READS = ["chat-page", "sidebar", "tree", "chat-page-deep"]
+WRITES_V2 = ["append-formatted"]
 CLIENT_SHAPES = ["chat-page-apollo", "chat-page-header", "chat-page-directive", "chat-page-parts"]
 DEFAULT = [*READS, "search-all", "search-context", "append", "append-batch", "fork", "mix"]
 FORK_LATENCY = ["fork-short", "fork-long", "fork-short-latest", "fork-long-latest"]
-ALL = [*DEFAULT, *CLIENT_SHAPES, *FORK_LATENCY]
+ALL = [*DEFAULT, *CLIENT_SHAPES, *WRITES_V2, *FORK_LATENCY]
 MIX = {"chat-page": 70, "sidebar": 10, "append": 15, "fork": 3, "search": 2}
 
 CHECKS: dict[str, tuple[Check, bool]] = {
@@ -270,6 +287,7 @@ CHECKS: dict[str, tuple[Check, bool]] = {
     "chat-page-parts": (check_chat_page, False),
     "append": (check_append, True),
     "append-batch": (check_append, True),
+    "append-formatted": (check_append_formatted, True),
     "fork": (check_fork, True),
     "search-all": (check_search, False),
     "search-context": (check_search, False),
@@ -340,6 +358,20 @@ async def sample_bodies(
                     {"role": role, "content": content, "tokenCount": token_count(content)}
                 )
             out.append(body(APPEND, id=i, messages=messages))
+        return out
+    if name == "append-formatted":
+        ids = await _ids(conn, "true", name, 10 * n)
+        out = []
+        for k, i in enumerate(ids):
+            content = make_text(rng, 200, 800)
+            call = {
+                # the load driver makes @SEQ@ unique per request (bench/wrk_graphql.lua)
+                "id": f"call_{k}_{rng.getrandbits(64):016x}_@SEQ@",
+                "type": "function",
+                "function": {"name": "search_docs", "arguments": json.dumps({"q": content[:40]})},
+            }
+            message = {"role": "assistant", "content": content, "tool_calls": [call]}
+            out.append(body(APPEND_FORMATTED, id=i, messages=[message]))
         return out
     if name == "fork":
         rows = await conn.execute(

@@ -17,11 +17,18 @@ function init(args)
   label = args[2] or file
   local headers = { ["Content-Type"] = "application/json", ["Accept"] = "application/json" }
   reqs = {}
+  -- bodies with the marker @SEQ@ are made anew per request, the marker replaced by a
+  -- value unique to the thread and request (a tool call's id must never repeat)
+  templates, hdrs = {}, headers
   for line in io.lines(file) do
     if #line > 0 then
+      if string.find(line, "@SEQ@", 1, true) then
+        templates[#reqs + 1] = line
+      end
       reqs[#reqs + 1] = wrk.format("POST", wrk.path, headers, line)
     end
   end
+  seq = 0
   if #reqs == 0 then error("no bodies in " .. file) end
   -- each thread starts at a different offset so threads do not walk in lockstep
   idx = ((id or 0) * 7) % #reqs
@@ -30,6 +37,12 @@ end
 
 function request()
   idx = idx % #reqs + 1
+  local template = templates[idx]
+  if template then
+    seq = seq + 1
+    local unique = string.gsub(template, "@SEQ@", (id or 0) .. "_" .. seq)
+    return wrk.format("POST", wrk.path, hdrs, unique)
+  end
   return reqs[idx]
 end
 

@@ -89,6 +89,7 @@ def test_harness_end_to_end(bench_db_url: str, tmp_path: Path) -> None:
             "chat-page-header",
             "chat-page-directive",
             "chat-page-parts",
+            "append-formatted",
         ],
         connections=4,
         duration=1.0,
